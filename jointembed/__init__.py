@@ -1,0 +1,58 @@
+"""jointembed: learn embeddings of sparse IDs, text, images and audio, alone or in one shared space.
+
+The public API is re-exported here. Names are imported lazily (PEP 562) so that ``import jointembed`` and
+``jointembed --help`` stay fast: torch and Lightning load only when a name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Vocabulary": "jointembed.vocab",
+    "SparseBatch": "jointembed.sparse",
+    "collate_sparse": "jointembed.sparse",
+    "SparseEmbedding": "jointembed.nn.sparse_embedding",
+    "suggest_embedding_dim": "jointembed.nn.sparse_embedding",
+    "MLP": "jointembed.nn.mlp",
+    "DataFormatError": "jointembed.errors",
+    "VocabularyFormatError": "jointembed.errors",
+    "CheckpointError": "jointembed.errors",
+}
+
+__all__ = [
+    "__version__",
+    "Vocabulary",
+    "SparseBatch",
+    "collate_sparse",
+    "SparseEmbedding",
+    "suggest_embedding_dim",
+    "MLP",
+    "DataFormatError",
+    "VocabularyFormatError",
+    "CheckpointError",
+]
+
+if TYPE_CHECKING:  # let type checkers and IDEs see the real names
+    from jointembed.errors import CheckpointError, DataFormatError, VocabularyFormatError
+    from jointembed.nn.mlp import MLP
+    from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim
+    from jointembed.sparse import SparseBatch, collate_sparse
+    from jointembed.vocab import Vocabulary
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jointembed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,76 @@
+"""The ``jointembed`` command line.
+
+The top level answers ``--help`` and ``--version`` without importing torch or Lightning (importing Lightning
+alone takes seconds), and hands each subcommand to the module that implements it. The training subcommands
+(fit / validate / test / predict) are Lightning's own ``LightningCLI``, so ``--config``, ``--print_config``
+and command-line overrides behave exactly as Lightning users expect.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["main", "COMMANDS"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its one-line description and the ``module:function`` that runs it with the argv tail."""
+
+    summary: str
+    target: str
+
+
+_LIGHTNING = "jointembed.lightning_cli:run"
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command("Train a model from a recipe (then test it when the data has a test split).", _LIGHTNING),
+    "validate": Command("Run the validation loop of a recipe on a checkpoint.", _LIGHTNING),
+    "test": Command("Run the test loop of a recipe and write test_metrics.json.", _LIGHTNING),
+    "predict": Command("Run the predict loop of a recipe on a checkpoint.", _LIGHTNING),
+}
+
+_USAGE = """\
+usage: jointembed [-h] [--version] {commands} ...
+
+jointembed: learn embeddings of sparse IDs, text, images and audio with PyTorch Lightning.
+
+commands:
+{table}
+
+Run 'jointembed COMMAND --help' for a command's options, for example:
+  jointembed fit --config recipes/digits.yaml
+  jointembed fit --config recipes/digits.yaml --print_config
+"""
+
+
+def format_help() -> str:
+    """The top-level help text (built without importing torch)."""
+    width = max(len(name) for name in COMMANDS)
+    table = "\n".join(f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items())
+    return _USAGE.format(commands="{" + ",".join(COMMANDS) + "}", table=table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jointembed`` script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(format_help(), end="")
+        return 0 if args else 2
+    if args[0] == "--version":
+        from jointembed import __version__
+
+        print(f"jointembed {__version__}")
+        return 0
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(format_help(), end="", file=sys.stderr)
+        print(f"\njointembed: error: unknown command {args[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module_name, func_name = command.target.split(":")
+    run = getattr(importlib.import_module(module_name), func_name)
+    result = run(args)
+    return int(result or 0)

@@ -1,0 +1,95 @@
+"""The training subcommands (fit / validate / test / predict): Lightning's ``LightningCLI`` over jointembed.
+
+Any ``LightningModule`` and ``LightningDataModule`` can be named in a recipe with ``class_path``/``init_args``;
+the package's own tasks and data modules are imported here so that their short class names work too.
+After ``fit`` the model is tested when the data module has a test split, and every test run writes its metrics
+to ``test_metrics.json`` in the run's log directory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.model_helpers import is_overridden
+
+from jointembed.io import atomic_write_json
+
+__all__ = ["JointEmbedCLI", "run", "write_test_metrics"]
+
+
+class JointEmbedCLI(LightningCLI):
+    """``LightningCLI`` that tests after fitting and writes ``test_metrics.json`` after every test run."""
+
+    def after_fit(self) -> None:
+        """Test the trained model (best checkpoint when one was kept) if the data has a test split."""
+        if self.trainer.interrupted or not _has_test_split(self.model, self.datamodule):
+            return
+        callback = self.trainer.checkpoint_callback
+        ckpt = "best" if callback is not None and getattr(callback, "best_model_path", "") else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        self.after_test()
+
+    def after_test(self) -> None:
+        """Write the test metrics as JSON next to the run's logs."""
+        path = write_test_metrics(self.trainer, self.model)
+        if self.trainer.is_global_zero:
+            print(f"test metrics written to {path}")
+
+
+def write_test_metrics(trainer: Any, model: LightningModule) -> Path:
+    """Write the ``test*`` entries of ``trainer.callback_metrics`` (plus ``model.extra_test_metrics()`` when the
+    model defines it, for non-scalar results such as a confusion matrix) to ``<log_dir>/test_metrics.json``."""
+    metrics: dict[str, Any] = {}
+    for key, value in trainer.callback_metrics.items():
+        if key.startswith("test"):
+            number = float(value)
+            metrics[key] = number if math.isfinite(number) else str(number)
+    extra = getattr(model, "extra_test_metrics", None)
+    if callable(extra):
+        metrics.update(extra())
+    log_dir = trainer.log_dir or trainer.default_root_dir
+    return atomic_write_json(Path(log_dir) / "test_metrics.json", metrics)
+
+
+def _has_test_split(model: LightningModule, datamodule: LightningDataModule | None) -> bool:
+    if not is_overridden("test_step", model):
+        return False
+    return datamodule is not None and is_overridden("test_dataloader", datamodule)
+
+
+def _import_package_components() -> None:
+    """Import the package's tasks and data modules so recipes may name them by class name alone."""
+    import importlib
+    import pkgutil
+
+    import jointembed
+
+    for sub in ("tasks", "data"):
+        try:
+            package = importlib.import_module(f"jointembed.{sub}")
+        except ModuleNotFoundError as err:
+            if err.name != f"jointembed.{sub}":
+                raise
+            continue
+        for info in pkgutil.iter_modules(package.__path__, prefix=f"{jointembed.__name__}.{sub}."):
+            importlib.import_module(info.name)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run one training subcommand; ``argv`` starts with the subcommand (``["fit", "--config", "x.yaml"]``)."""
+    _import_package_components()
+    JointEmbedCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=list(argv),
+    )
+    return 0

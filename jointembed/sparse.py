@@ -1,0 +1,234 @@
+"""Jagged batches of sparse IDs: the input type of every sparse embedding in jointembed.
+
+A batch of B bags (the movies each user watched, the lit pixels of each image) is stored as one flat tensor of
+IDs plus the offset at which each bag starts, exactly the layout ``torch.nn.EmbeddingBag`` consumes, so the
+embedding lookup needs no padding and no copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["SparseBatch", "collate_sparse"]
+
+
+@dataclass(frozen=True)
+class SparseBatch:
+    """A batch of bags of IDs, with optional per-ID weights.
+
+    Attributes:
+        values: ``(nnz,)`` int64 IDs of all bags, concatenated.
+        offsets: ``(B,)`` int64 start of each bag in ``values``; bag ``i`` is ``values[offsets[i]:offsets[i+1]]``
+            (the last bag runs to the end). Empty bags repeat the next bag's offset.
+        weights: ``(nnz,)`` float weights aligned with ``values``, or ``None`` (all weights 1).
+    """
+
+    values: torch.Tensor
+    offsets: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    @classmethod
+    def from_lists(
+        cls,
+        bags: Sequence[Sequence[int]],
+        weights: Sequence[Sequence[float]] | None = None,
+        num_values: int | None = None,
+    ) -> SparseBatch:
+        """Build a batch from Python lists of IDs (and weights), validating every ID.
+
+        Args:
+            bags: One sequence of integer IDs per example; a bag may be empty.
+            weights: One sequence of weights per bag, each as long as its bag, or ``None``.
+            num_values: Size of the ID table; when given, IDs must be ``< num_values``.
+
+        Raises:
+            ValueError: A non-integer or negative ID, an ID ``>= num_values``, or weights whose length differs
+                from their bag; the message names the value and the bag index.
+        """
+        if isinstance(bags, torch.Tensor) or isinstance(bags, (str, bytes)):
+            raise ValueError(f"bags must be a sequence of sequences of IDs, got {type(bags).__name__}")
+        flat: list[int] = []
+        lengths: list[int] = []
+        for i, bag in enumerate(bags):
+            ids = _bag_ids(bag, i)
+            flat.extend(ids)
+            lengths.append(len(ids))
+        flat_weights = None
+        if weights is not None:
+            if len(weights) != len(lengths):
+                raise ValueError(f"got {len(weights)} weight lists for {len(lengths)} bags")
+            flat_weights = []
+            for i, (w, n) in enumerate(zip(weights, lengths, strict=True)):
+                w = list(w)
+                if len(w) != n:
+                    raise ValueError(f"bag {i} has {n} IDs but {len(w)} weights")
+                flat_weights.extend(float(x) for x in w)
+        values = torch.tensor(flat, dtype=torch.long)
+        offsets = _offsets_from_lengths(torch.tensor(lengths, dtype=torch.long))
+        w_tensor = None if flat_weights is None else torch.tensor(flat_weights, dtype=torch.float32)
+        batch = cls(values, offsets, w_tensor)
+        batch.validate(num_values)
+        return batch
+
+    @classmethod
+    def from_tensors(
+        cls,
+        values: torch.Tensor,
+        offsets: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        num_values: int | None = None,
+    ) -> SparseBatch:
+        """Build a batch from flat tensors, given either ``offsets`` or per-bag ``lengths``.
+
+        Args:
+            values: ``(nnz,)`` integer IDs.
+            offsets: ``(B,)`` start of each bag (non-decreasing, first is 0).
+            weights: ``(nnz,)`` per-ID weights, or ``None``.
+            lengths: ``(B,)`` number of IDs per bag, instead of ``offsets``.
+            num_values: Size of the ID table; when given, IDs must be ``< num_values``.
+
+        Raises:
+            ValueError: As :meth:`from_lists`, plus malformed offsets.
+        """
+        if (offsets is None) == (lengths is None):
+            raise ValueError("give exactly one of offsets or lengths")
+        if values.dtype.is_floating_point or values.dtype == torch.bool or values.is_complex():
+            raise ValueError(f"IDs must be integers, got a tensor of dtype {values.dtype}")
+        if offsets is None:
+            offsets = _offsets_from_lengths(torch.as_tensor(lengths, dtype=torch.long))
+        batch = cls(values.long().flatten(), torch.as_tensor(offsets, dtype=torch.long).flatten(), weights)
+        batch.validate(num_values)
+        return batch
+
+    def validate(self, num_values: int | None = None) -> None:
+        """Check the invariants; raise ``ValueError`` naming the offending ID and its bag."""
+        n = self.values.numel()
+        if self.offsets.numel() > 0:
+            if int(self.offsets[0]) != 0:
+                raise ValueError(f"offsets must start at 0, got {int(self.offsets[0])}")
+            if bool((self.offsets[1:] < self.offsets[:-1]).any()) or int(self.offsets[-1]) > n:
+                raise ValueError(f"offsets must be non-decreasing and <= {n} (the number of IDs)")
+        elif n > 0:
+            raise ValueError(f"{n} IDs but no bags (offsets is empty)")
+        if self.weights is not None and self.weights.shape != self.values.shape:
+            raise ValueError(f"weights has shape {tuple(self.weights.shape)} but values has {tuple(self.values.shape)}")
+        bad = self.values < 0
+        if num_values is not None:
+            bad |= self.values >= num_values
+        if bool(bad.any()):
+            pos = int(bad.nonzero()[0])
+            value, bag = int(self.values[pos]), self.bag_of(pos)
+            valid = "non-negative" if num_values is None else f"in [0, {num_values})"
+            raise ValueError(f"ID {value} in bag {bag} is out of range: IDs must be {valid}")
+
+    def bag_of(self, position: int) -> int:
+        """Index of the bag holding ``values[position]``."""
+        return int(torch.searchsorted(self.offsets, torch.tensor(position), right=True)) - 1
+
+    def __len__(self) -> int:
+        return self.offsets.numel()
+
+    def lengths(self) -> torch.Tensor:
+        """``(B,)`` number of IDs in each bag."""
+        ends = torch.cat([self.offsets[1:], self.offsets.new_tensor([self.values.numel()])])
+        return ends - self.offsets
+
+    def bag_ids(self) -> torch.Tensor:
+        """``(nnz,)`` index of the bag that each entry of ``values`` belongs to."""
+        return torch.repeat_interleave(torch.arange(len(self), device=self.values.device), self.lengths())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SparseBatch:
+        """Copy of the batch on ``device``."""
+        weights = None if self.weights is None else self.weights.to(device, non_blocking=non_blocking)
+        return SparseBatch(
+            self.values.to(device, non_blocking=non_blocking),
+            self.offsets.to(device, non_blocking=non_blocking),
+            weights,
+        )
+
+    def pin_memory(self) -> SparseBatch:
+        """Copy in pinned memory, so DataLoader(pin_memory=True) works with this type."""
+        weights = None if self.weights is None else self.weights.pin_memory()
+        return SparseBatch(self.values.pin_memory(), self.offsets.pin_memory(), weights)
+
+    def to_dense(self, num_values: int | None = None) -> torch.Tensor:
+        """``(B, num_values)`` multi-hot (or weighted) matrix, for debugging and small tables.
+
+        Repeated IDs in a bag add up.
+        """
+        if num_values is None:
+            num_values = int(self.values.max()) + 1 if self.values.numel() else 0
+        self.validate(num_values)
+        dense = torch.zeros(len(self), num_values, dtype=torch.float32, device=self.values.device)
+        w = torch.ones_like(self.values, dtype=torch.float32) if self.weights is None else self.weights.float()
+        dense.index_put_((self.bag_ids(), self.values), w, accumulate=True)
+        return dense
+
+    def tolist(self) -> list[list[int]]:
+        """The bags as Python lists of IDs."""
+        return [part.tolist() for part in torch.split(self.values, self.lengths().tolist())]
+
+    @staticmethod
+    def concat(batches: Sequence[SparseBatch]) -> SparseBatch:
+        """Concatenate batches along the bag dimension (all with weights or all without)."""
+        if not batches:
+            raise ValueError("concat needs at least one batch")
+        has_w = {b.weights is not None for b in batches}
+        if len(has_w) != 1:
+            raise ValueError("cannot concatenate batches with and without weights")
+        values = torch.cat([b.values for b in batches])
+        offsets = _offsets_from_lengths(torch.cat([b.lengths() for b in batches]))
+        weights = torch.cat([b.weights for b in batches]) if has_w == {True} else None
+        return SparseBatch(values, offsets, weights)
+
+
+def collate_sparse(examples: Sequence, num_values: int | None = None) -> SparseBatch:
+    """DataLoader ``collate_fn`` turning examples into one :class:`SparseBatch`.
+
+    Args:
+        examples: Each example is a sequence of IDs, a 1-D integer tensor, or an ``(ids, weights)`` pair.
+            Either every example carries weights or none does.
+        num_values: Size of the ID table, to validate IDs.
+    """
+    bags, weights = [], []
+    for i, ex in enumerate(examples):
+        if isinstance(ex, tuple) and len(ex) == 2 and not isinstance(ex[0], (int, float)):
+            ids, w = ex
+            bags.append(_as_list(ids))
+            weights.append(_as_list(w))
+        else:
+            if weights:
+                raise ValueError(f"example {i} has no weights but earlier examples do")
+            bags.append(_as_list(ex))
+    if weights and len(weights) != len(bags):
+        raise ValueError("either every example carries weights or none does")
+    return SparseBatch.from_lists(bags, weights or None, num_values=num_values)
+
+
+def _as_list(x) -> list:
+    return x.tolist() if isinstance(x, torch.Tensor) else list(x)
+
+
+def _bag_ids(bag, index: int) -> list[int]:
+    if isinstance(bag, (str, bytes)) or not hasattr(bag, "__iter__"):
+        raise ValueError(f"bag {index} must be a sequence of integer IDs, got {bag!r}")
+    ids = _as_list(bag)
+    out = []
+    for v in ids:
+        if isinstance(v, bool) or not hasattr(v, "__index__"):
+            raise ValueError(f"ID {v!r} in bag {index} is not an integer")
+        v = int(v)
+        if v < 0:
+            raise ValueError(f"ID {v} in bag {index} is out of range: IDs must be non-negative")
+        out.append(v)
+    return out
+
+
+def _offsets_from_lengths(lengths: torch.Tensor) -> torch.Tensor:
+    if bool((lengths < 0).any()):
+        raise ValueError(f"bag lengths must be non-negative, got {lengths.tolist()}")
+    return torch.cumsum(lengths, 0) - lengths
