@@ -22,6 +22,14 @@ _EXPORTS: dict[str, str] = {
     "DataFormatError": "jointembed.errors",
     "VocabularyFormatError": "jointembed.errors",
     "CheckpointError": "jointembed.errors",
+    "Interactions": "jointembed.data.interactions",
+    "Histories": "jointembed.data.interactions",
+    "read_movielens": "jointembed.data.movielens",
+    "generate_movie_world": "jointembed.data.movie_world",
+    "evaluate_rankings": "jointembed.metrics.ranking",
+    "Recommender": "jointembed.models.recommender",
+    "EmbeddingNet": "jointembed.models.embedding_net",
+    "LazyAdam": "jointembed.optim",
 }
 
 __all__ = [
@@ -35,12 +43,27 @@ __all__ = [
     "DataFormatError",
     "VocabularyFormatError",
     "CheckpointError",
+    "Interactions",
+    "Histories",
+    "read_movielens",
+    "generate_movie_world",
+    "evaluate_rankings",
+    "Recommender",
+    "EmbeddingNet",
+    "LazyAdam",
 ]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real names
+    from jointembed.data.interactions import Histories, Interactions
+    from jointembed.data.movie_world import generate_movie_world
+    from jointembed.data.movielens import read_movielens
     from jointembed.errors import CheckpointError, DataFormatError, VocabularyFormatError
+    from jointembed.metrics.ranking import evaluate_rankings
+    from jointembed.models.embedding_net import EmbeddingNet
+    from jointembed.models.recommender import Recommender
     from jointembed.nn.mlp import MLP
     from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim
+    from jointembed.optim import LazyAdam
     from jointembed.sparse import SparseBatch, collate_sparse
     from jointembed.vocab import Vocabulary
 

@@ -1,0 +1,142 @@
+"""Non-neural recommendation baselines to measure the embedding model against: random, popularity and EASE.
+
+Each follows the same small interface, so evaluation code treats them like a trained model:
+
+- ``fit(train: Histories) -> self``
+- ``score(histories, users) -> (len(users), N)`` float32 tensor: higher is better; the user's input is row
+  ``users[i]`` of ``histories`` (the train rows, or a held-out user's fold-in rows).
+- ``recommend(histories, users, k, exclude_seen=True)`` -> ``(len(users), k)`` item IDs via
+  :func:`jointembed.metrics.ranking.topk_from_scorer`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from jointembed.data.interactions import Histories
+from jointembed.metrics.ranking import topk_from_scorer
+
+__all__ = ["RandomRecommender", "PopularityRecommender", "EASE"]
+
+
+class _Baseline(ABC):
+    """Shared ``recommend``; subclasses set ``num_items`` in ``fit`` and implement ``score``."""
+
+    num_items: int | None = None
+
+    def _check_fitted(self, histories: Histories) -> None:
+        if self.num_items is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(train_histories) first")
+        if histories.num_items != self.num_items:
+            raise ValueError(f"histories have {histories.num_items} items but the model was fit on {self.num_items}")
+
+    @abstractmethod
+    def score(self, histories: Histories, users: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """``(len(users), N)`` float32 scores of every item for each user (row ``users[i]`` of ``histories``)."""
+
+    def recommend(
+        self,
+        histories: Histories,
+        users: np.ndarray | Sequence[int],
+        k: int = 10,
+        exclude_seen: bool = True,
+        chunk_size: int = 1024,
+    ) -> torch.Tensor:
+        """``(len(users), k)`` int64 top-k item IDs, best first; seen items (in ``histories``) excluded."""
+        return topk_from_scorer(
+            lambda chunk: self.score(histories, chunk), users, histories if exclude_seen else None, k, chunk_size
+        )
+
+
+class RandomRecommender(_Baseline):
+    """Scores every item uniformly at random (seeded): the floor any real recommender must clear.
+
+    Args:
+        seed: Seed of the scores; each ``score`` call continues the same random stream.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def fit(self, train: Histories) -> RandomRecommender:
+        """Record the catalogue size."""
+        self.num_items = train.num_items
+        return self
+
+    def score(self, histories: Histories, users: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """``(len(users), N)`` uniform random scores."""
+        self._check_fitted(histories)
+        return torch.rand(len(users), self.num_items, generator=self.generator)
+
+
+class PopularityRecommender(_Baseline):
+    """Recommends the most-watched items: the score of an item is its number of training events.
+
+    Repeated events of one user count each time.
+    """
+
+    counts: torch.Tensor | None = None
+
+    def fit(self, train: Histories) -> PopularityRecommender:
+        """Count each item's events in ``train``."""
+        self.num_items = train.num_items
+        self.counts = torch.from_numpy(np.bincount(train.items, minlength=train.num_items).astype(np.float32))
+        return self
+
+    def score(self, histories: Histories, users: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """``(len(users), N)`` item counts, the same row for every user (a fresh tensor)."""
+        self._check_fitted(histories)
+        return self.counts.repeat(len(users), 1)
+
+
+class EASE(_Baseline):
+    """EASE (Steck, 2019, "Embarrassingly Shallow Autoencoders for Sparse Data"): a closed-form item-item model.
+
+    With ``X`` the binary users x items matrix of the training histories, ``P = (XᵀX + l2·I)⁻¹`` and
+    ``B = I - P · diag(1 / diag(P))`` (so ``diag(B) = 0``); a user's scores are ``x_u · B``. It needs a dense
+    N x N matrix, so it is for catalogues up to tens of thousands of items; larger catalogues are what the
+    embedding model is for.
+
+    Args:
+        l2: Ridge regularisation λ; around 500 suits ml-100k-sized data, larger data wants larger λ.
+        max_items: Refuse catalogues larger than this (memory grows as N², ~8·N² bytes while fitting).
+    """
+
+    weights: torch.Tensor | None = None
+
+    def __init__(self, l2: float = 500.0, max_items: int = 20_000) -> None:
+        if l2 <= 0:
+            raise ValueError(f"l2 must be > 0, got {l2}")
+        self.l2 = l2
+        self.max_items = max_items
+
+    def fit(self, train: Histories) -> EASE:
+        """Solve for the item-item weights ``B`` ``(N, N)`` from ``train``."""
+        n = train.num_items
+        if n > self.max_items:
+            gib = n * n * 8 / 2**30
+            raise ValueError(
+                f"EASE needs a dense {n:,} x {n:,} matrix (about {gib:,.1f} GiB while fitting) but max_items is "
+                f"{self.max_items:,}; use the embedding recommender for a catalogue this large, or raise max_items "
+                "if the memory is there"
+            )
+        dtype = np.float64 if n <= 10_000 else np.float32  # float64 where it is cheap, for accuracy
+        x = train.to_csr_matrix(binary=True).astype(dtype)
+        gram = (x.T @ x).toarray()
+        gram[np.diag_indices(n)] += self.l2
+        p = np.linalg.inv(gram)
+        weights = p / -np.diag(p)[None, :]
+        weights[np.diag_indices(n)] = 0.0
+        self.num_items = n
+        self.weights = torch.from_numpy(weights.astype(np.float32))
+        return self
+
+    def score(self, histories: Histories, users: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """``(len(users), N)`` scores ``x_u · B`` from each user's (binary) history."""
+        self._check_fitted(histories)
+        x = histories.select(np.asarray(users)).to_csr_matrix(binary=True)
+        return torch.from_numpy(np.asarray(x @ self.weights.numpy(), dtype=np.float32))

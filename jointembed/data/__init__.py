@@ -1,0 +1,1 @@
+"""Data: readers for files users download, synthetic generators, and LightningDataModules."""

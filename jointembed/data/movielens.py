@@ -1,0 +1,290 @@
+"""Read the MovieLens files a user downloaded (GroupLens research licence: no redistribution) into Interactions.
+
+Three layouts are understood, detected from the files in the folder:
+
+- ``100k`` (ml-100k): ``u.data`` (tab-separated ``user item rating timestamp``) and ``u.item``
+  (``|``-separated, latin-1: ``id|title|release date|video release date|IMDb URL|`` + 19 genre flags, named
+  by ``u.genre`` when present).
+- ``1m`` (ml-1m, ml-10m): ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``
+  (``MovieID::Title::Genres``, genres ``|``-separated, latin-1).
+- ``csv`` (ml-latest, ml-latest-small, ml-20m, ml-25m): ``ratings.csv`` (header
+  ``userId,movieId,rating,timestamp``) and ``movies.csv`` (header ``movieId,title,genres``, titles quoted
+  when they hold commas, UTF-8).
+
+Every kept rating is one "watch" event. The movie file is optional: without it titles and genres are
+``None``. A rating of a movie missing from the movie file is kept, with title ``""`` and no genres.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from jointembed.data.interactions import Interactions
+from jointembed.errors import DataFormatError
+from jointembed.vocab import Vocabulary
+
+__all__ = ["read_movielens", "detect_movielens_format", "MOVIELENS_FILES", "ML100K_GENRES"]
+
+Format = Literal["100k", "1m", "csv"]
+
+# format -> (ratings file, movies file)
+MOVIELENS_FILES: dict[str, tuple[str, str]] = {
+    "100k": ("u.data", "u.item"),
+    "1m": ("ratings.dat", "movies.dat"),
+    "csv": ("ratings.csv", "movies.csv"),
+}
+
+# genre flag columns of ml-100k's u.item, in order (as listed in its u.genre)
+ML100K_GENRES: tuple[str, ...] = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+_NO_GENRES = "(no genres listed)"
+
+Movies = dict[int, tuple[str, tuple[str, ...]]]  # raw movie ID -> (title, genres)
+
+
+def detect_movielens_format(path: str | os.PathLike) -> Format:
+    """The MovieLens layout of folder ``path``, from which ratings file it holds.
+
+    Raises:
+        FileNotFoundError: The folder does not exist or holds none of the ratings files (the message lists them).
+        ValueError: It holds ratings files of more than one layout.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MovieLens folder {folder} does not exist or is not a folder")
+    found = [name for name, (ratings, _) in MOVIELENS_FILES.items() if (folder / ratings).is_file()]
+    if not found:
+        expected = "; ".join(f"{r} (+ {m}) for {name}" for name, (r, m) in MOVIELENS_FILES.items())
+        raise FileNotFoundError(f"no MovieLens ratings file in {folder}: expected one of {expected}")
+    if len(found) > 1:
+        raise ValueError(f"{folder} holds ratings files of several MovieLens layouts {found}; pass format=")
+    return found[0]  # type: ignore[return-value]
+
+
+def read_movielens(
+    path: str | os.PathLike,
+    *,
+    min_rating: float | None = None,
+    format: Literal["auto", "100k", "1m", "csv"] = "auto",
+    keep_unwatched_movies: bool = False,
+) -> Interactions:
+    """Read a MovieLens folder into :class:`~jointembed.data.interactions.Interactions`.
+
+    User and item IDs are assigned by :class:`~jointembed.vocab.Vocabulary` ordering (most events first, ties by
+    first appearance in the ratings file), without pad or OOV tokens, so IDs are exactly ``0..U-1`` and
+    ``0..N-1``; ``user_vocab`` / ``item_vocab`` map the raw MovieLens IDs (ints) to them. Events keep file
+    order; ``ratings`` holds the star rating of each kept event. Repeated (user, movie) ratings are kept
+    (MovieLens has none).
+
+    Args:
+        path: Folder with the ratings file and (optionally) the movie file.
+        min_rating: Keep only ratings ``>= min_rating`` as watches; ``None`` keeps every rating.
+        format: ``"auto"`` detects the layout (see :func:`detect_movielens_format`).
+        keep_unwatched_movies: Also give an item ID to movies of the movie file without any kept rating
+            (after those with ratings, in file order); by default the catalogue is the watched movies.
+
+    Raises:
+        FileNotFoundError: No ratings file (the message lists the expected names).
+        DataFormatError: A malformed line; the message names the file, the 1-based line number and the text.
+        ValueError: No rating is left after ``min_rating``.
+    """
+    folder = Path(path)
+    fmt = detect_movielens_format(folder) if format == "auto" else format
+    if fmt not in MOVIELENS_FILES:
+        raise ValueError(f"format must be 'auto' or one of {list(MOVIELENS_FILES)}, got {format!r}")
+    ratings_name, movies_name = MOVIELENS_FILES[fmt]
+    if not (folder / ratings_name).is_file():
+        raise FileNotFoundError(f"{folder / ratings_name} not found (format {fmt!r})")
+    users, items, stars, times = _RATING_READERS[fmt](folder / ratings_name)
+    movies = _read_movies(fmt, folder) if (folder / movies_name).is_file() else None
+    if min_rating is not None:
+        keep = stars >= min_rating
+        if not keep.any():
+            raise ValueError(f"no rating in {folder / ratings_name} is >= min_rating={min_rating}")
+        users, items, stars, times = users[keep], items[keep], stars[keep], times[keep]
+    user_ids, user_vocab = _encode(users, [])
+    extra = [] if movies is None or not keep_unwatched_movies else list(movies)
+    item_ids, item_vocab = _encode(items, extra)
+    raw_items = item_vocab.values
+    titles = genres = None
+    if movies is not None:
+        titles = [movies.get(raw, ("", ()))[0] for raw in raw_items]
+        genres = [movies.get(raw, ("", ()))[1] for raw in raw_items]
+    return Interactions(
+        users=user_ids,
+        items=item_ids,
+        timestamps=times,
+        num_users=len(user_vocab),
+        num_items=len(item_vocab),
+        item_titles=titles,
+        item_vocab=item_vocab,
+        user_vocab=user_vocab,
+        item_genres=genres,
+        ratings=stars,
+    )
+
+
+def _encode(raw: np.ndarray, extra: list[int]) -> tuple[np.ndarray, Vocabulary]:
+    """IDs ordered by count descending then first appearance (``Vocabulary.from_values``' order), vectorised."""
+    values, first, inverse, counts = np.unique(raw, return_index=True, return_inverse=True, return_counts=True)
+    order = np.lexsort((first, -counts))
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    seen = set(values.tolist())
+    extra = [value for value in extra if value not in seen]
+    vocab = Vocabulary(
+        values[order].tolist() + extra,
+        counts[order].tolist() + [0] * len(extra),
+        pad_token=None,
+        oov_token=None,
+    )
+    return rank[inverse.reshape(-1)], vocab
+
+
+def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """``(1-based line number, line without newline)`` of every non-blank line."""
+    with open(path, encoding=encoding, newline="") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield number, line
+
+
+def _error(path: Path, number: int, message: str, line: str) -> DataFormatError:
+    return DataFormatError(f"{path}, line {number}: {message}; got {line[:200]!r}")
+
+
+def _parse_ratings(
+    path: Path, rows: Iterator[tuple[int, str]], split: Callable[[str], list[str]], layout: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse ``user item rating timestamp`` rows into ``(users, items, ratings, timestamps)`` arrays."""
+    users: list[int] = []
+    items: list[int] = []
+    stars: list[float] = []
+    times: list[int] = []
+    for number, line in rows:
+        fields = split(line)
+        if len(fields) != 4:
+            raise _error(path, number, f"expected 4 fields {layout}, found {len(fields)}", line)
+        try:
+            user, item, star, time = int(fields[0]), int(fields[1]), float(fields[2]), int(fields[3])
+        except ValueError as err:
+            raise _error(
+                path, number, f"expected integer IDs, a numeric rating and an integer time {layout}", line
+            ) from err
+        users.append(user)
+        items.append(item)
+        stars.append(star)
+        times.append(time)
+    if not users:
+        raise DataFormatError(f"{path} holds no ratings")
+    return (
+        np.array(users, dtype=np.int64),
+        np.array(items, dtype=np.int64),
+        np.array(stars, dtype=np.float32),
+        np.array(times, dtype=np.int64),
+    )
+
+
+def _read_ratings_100k(path: Path) -> tuple[np.ndarray, ...]:
+    return _parse_ratings(
+        path, _lines(path, "latin-1"), lambda s: s.split("\t"), "(user, item, rating, timestamp, tab-separated)"
+    )
+
+
+def _read_ratings_dat(path: Path) -> tuple[np.ndarray, ...]:
+    return _parse_ratings(
+        path, _lines(path, "latin-1"), lambda s: s.split("::"), "(UserID::MovieID::Rating::Timestamp)"
+    )
+
+
+def _read_ratings_csv(path: Path) -> tuple[np.ndarray, ...]:
+    rows = _lines(path, "utf-8-sig")
+    _check_header(path, rows, "userId,movieId,rating,timestamp")
+    return _parse_ratings(path, rows, lambda s: s.split(","), "(userId,movieId,rating,timestamp)")
+
+
+_RATING_READERS: dict[str, Callable[[Path], tuple[np.ndarray, ...]]] = {
+    "100k": _read_ratings_100k,
+    "1m": _read_ratings_dat,
+    "csv": _read_ratings_csv,
+}
+
+
+def _check_header(path: Path, rows: Iterator[tuple[int, str]], expected: str) -> None:
+    first = next(rows, None)
+    if first is None:
+        raise DataFormatError(f"{path} is empty: expected the header {expected!r}")
+    number, line = first
+    if line.replace(" ", "") != expected:
+        raise _error(path, number, f"expected the header {expected!r}", line)
+
+
+def _add_movie(movies: Movies, path: Path, number: int, line: str, raw: str, title: str, genres: tuple) -> None:
+    try:
+        movie = int(raw)
+    except ValueError as err:
+        raise _error(path, number, f"movie ID {raw!r} is not an integer", line) from err
+    if movie in movies:
+        raise _error(path, number, f"movie ID {movie} appears a second time", line)
+    movies[movie] = (title, genres)
+
+
+def _read_movies(fmt: str, folder: Path) -> Movies:
+    path = folder / MOVIELENS_FILES[fmt][1]
+    movies: Movies = {}
+    if fmt == "100k":
+        names = _genre_names_100k(folder)
+        for number, line in _lines(path, "latin-1"):
+            fields = line.split("|")
+            if len(fields) != 5 + len(names) or any(flag not in ("0", "1") for flag in fields[5:]):
+                raise _error(
+                    path, number, f"expected id|title|release|video release|url| + {len(names)} 0/1 flags", line
+                )
+            genres = tuple(name for name, flag in zip(names, fields[5:], strict=True) if flag == "1")
+            _add_movie(movies, path, number, line, fields[0], fields[1], genres)
+    elif fmt == "1m":
+        for number, line in _lines(path, "latin-1"):
+            raw, _, rest = line.partition("::")
+            title, sep, genre_text = rest.rpartition("::")  # a title may itself hold "::"
+            if not sep:
+                raise _error(path, number, "expected MovieID::Title::Genres", line)
+            _add_movie(movies, path, number, line, raw, title, _split_genres(genre_text))
+    else:
+        rows = _lines(path, "utf-8-sig")
+        _check_header(path, rows, "movieId,title,genres")
+        for number, line in rows:
+            fields = next(csv.reader([line]))
+            if len(fields) != 3:
+                raise _error(path, number, f"expected 3 fields movieId,title,genres, found {len(fields)}", line)
+            _add_movie(movies, path, number, line, fields[0], fields[1], _split_genres(fields[2]))
+    return movies
+
+
+def _split_genres(text: str) -> tuple[str, ...]:
+    return tuple(g for g in text.split("|") if g and g != _NO_GENRES)
+
+
+def _genre_names_100k(folder: Path) -> tuple[str, ...]:
+    """Genre names in flag order from ``u.genre`` (``name|index`` lines), or the standard 19."""
+    path = folder / "u.genre"
+    if not path.is_file():
+        return ML100K_GENRES
+    named: dict[int, str] = {}
+    for number, line in _lines(path, "latin-1"):
+        name, sep, index = line.rpartition("|")
+        if not sep or not index.isdigit():
+            raise _error(path, number, "expected name|index", line)
+        named[int(index)] = name
+    if sorted(named) != list(range(len(named))):
+        raise DataFormatError(f"{path}: genre indices must be 0..{len(named) - 1}, got {sorted(named)}")
+    return tuple(named[i] for i in range(len(named)))

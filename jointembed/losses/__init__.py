@@ -1,0 +1,1 @@
+"""Losses: each takes embeddings or logits (never the model)."""

@@ -1,0 +1,283 @@
+"""Softmax losses over an item catalogue: full, sampled (with log-Q correction) and in-batch negatives.
+
+Each loss takes the user vectors ``(B, d)``, the item table ``(N, d)``, the item bias (``(N, 1)`` or ``(N,)``, or
+``None``) and the target item of each example ``(B,)`` (never the model), and returns the mean cross-entropy of
+the target among the items scored. The score of item ``j`` for user ``u`` is ``u · W[j] + b[j]``.
+
+- :class:`FullSoftmaxLoss` scores every item: exact, but ``O(B · N)``; for catalogues up to ~100k items.
+- :class:`SampledSoftmaxLoss` scores the target and ``S`` negatives drawn from a proposal ``Q`` shared by the
+  batch, and subtracts ``log(S · Q(j))`` (the expected number of times ``j`` is drawn) from every logit, which
+  makes the sampled softmax's gradient a consistent estimate of the full softmax's (Jean et al. 2015; Bengio &
+  Senécal 2008). Only ``B + S`` rows of the table get a gradient, so they can be sparse.
+- :class:`InBatchSoftmaxLoss` uses the other examples' targets as negatives, corrected by each item's
+  popularity when counts are given (Yi et al. 2019): popular items are over-represented among in-batch
+  negatives, and the correction stops the model from learning to push them down.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FullSoftmaxLoss", "SampledSoftmaxLoss", "InBatchSoftmaxLoss", "proposal_log_probs"]
+
+Proposal = Literal["uniform", "unigram"]
+
+
+def proposal_log_probs(
+    num_items: int,
+    proposal: Proposal = "unigram",
+    counts: torch.Tensor | None = None,
+    alpha: float = 0.75,
+    smoothing: float = 1.0,
+) -> torch.Tensor:
+    """``(N,)`` log-probabilities of a proposal distribution over the items.
+
+    Args:
+        num_items: Catalogue size N.
+        proposal: ``uniform`` (``1/N`` each) or ``unigram`` (``∝ (counts + smoothing) ** alpha``).
+        counts: ``(N,)`` non-negative item counts (e.g. training interactions); required for ``unigram``.
+        alpha: Exponent flattening the unigram distribution (0.75 as in word2vec; 1 is the raw frequency).
+        smoothing: Added to every count so that an unseen item has a non-zero probability (and a finite
+            correction).
+
+    Raises:
+        ValueError: Unknown proposal, missing or malformed counts, or ``alpha``/``smoothing`` out of range.
+    """
+    if num_items < 1:
+        raise ValueError(f"num_items must be >= 1, got {num_items}")
+    if proposal == "uniform":
+        return torch.full((num_items,), -math.log(num_items))
+    if proposal != "unigram":
+        raise ValueError(f"proposal must be 'uniform' or 'unigram', got {proposal!r}")
+    if counts is None:
+        raise ValueError("proposal='unigram' needs item counts: pass counts=(num_items,) tensor, or use 'uniform'")
+    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
+    if counts.numel() != num_items:
+        raise ValueError(f"counts has {counts.numel()} entries but num_items={num_items}")
+    if bool((counts < 0).any()) or not bool(torch.isfinite(counts).all()):
+        raise ValueError("counts must be finite and non-negative")
+    if alpha < 0 or smoothing < 0:
+        raise ValueError(f"alpha and smoothing must be >= 0, got alpha={alpha}, smoothing={smoothing}")
+    weights = (counts + smoothing) ** alpha
+    total = float(weights.sum())
+    if total <= 0:
+        raise ValueError("all proposal weights are zero: give positive counts or smoothing > 0")
+    return (weights / total).log().float()
+
+
+def _gather_rows(
+    ids: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None, sparse: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rows ``table[ids]`` ``(M, d)`` and ``bias[ids]`` ``(M,)``, through ``F.embedding`` so that the gradient
+    reaching the full tables can be sparse (``index_select`` would produce a dense ``(N, d)`` gradient).
+
+    A sparse gradient cannot flow back through a reshape, so only an ``(N, 1)`` bias gets one; an ``(N,)`` bias
+    gets a dense gradient.
+    """
+    rows = F.embedding(ids, table, sparse=sparse)
+    if bias is None:
+        return rows, None
+    if bias.dim() == 2:
+        return rows, F.embedding(ids, bias, sparse=sparse).squeeze(1)
+    return rows, bias[ids]
+
+
+def _check_bias(item_bias: torch.Tensor | None, num_items: int) -> None:
+    if item_bias is not None and item_bias.shape not in ((num_items,), (num_items, 1)):
+        raise ValueError(f"item_bias must have shape ({num_items},) or ({num_items}, 1), got {tuple(item_bias.shape)}")
+
+
+def _check_inputs(
+    user_vectors: torch.Tensor, item_table: torch.Tensor, item_bias: torch.Tensor | None, targets: torch.Tensor
+) -> None:
+    if user_vectors.dim() != 2 or item_table.dim() != 2 or user_vectors.shape[1] != item_table.shape[1]:
+        raise ValueError(
+            f"need user_vectors (B, d) and item_table (N, d), got {tuple(user_vectors.shape)} and "
+            f"{tuple(item_table.shape)}"
+        )
+    if targets.shape != (user_vectors.shape[0],):
+        raise ValueError(f"targets must have shape ({user_vectors.shape[0]},), got {tuple(targets.shape)}")
+    _check_bias(item_bias, item_table.shape[0])
+
+
+def _mask_hits(sample_logits: torch.Tensor, negatives: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``sample_logits`` ``(B, S)`` with ``-inf`` where ``negatives[j] == targets[i]``.
+
+    Only the few sampled columns that hold some target are compared, not all ``B × S`` pairs (~5 ms a step
+    less at B=1024, S=2000 on one CPU thread).
+    """
+    cols = torch.isin(negatives, targets).nonzero().squeeze(1)
+    rows, which = (negatives[cols][None, :] == targets[:, None]).nonzero(as_tuple=True)
+    return sample_logits.index_put((rows, cols[which]), sample_logits.new_tensor(float("-inf")))
+
+
+class FullSoftmaxLoss(nn.Module):
+    """Cross-entropy of the softmax over the whole catalogue.
+
+    ``forward(user_vectors (B, d), item_table (N, d), item_bias (N,) / (N, 1) or None, targets (B,))
+    -> scalar``.
+    The table's gradient is dense (every row gets one).
+    """
+
+    def forward(
+        self,
+        user_vectors: torch.Tensor,
+        item_table: torch.Tensor,
+        item_bias: torch.Tensor | None,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        _check_inputs(user_vectors, item_table, item_bias, targets)
+        logits = user_vectors @ item_table.T
+        if item_bias is not None:
+            logits = logits + item_bias.reshape(-1)
+        return F.cross_entropy(logits, targets)
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """Softmax over the target and ``num_samples`` negatives drawn from a proposal ``Q``, with log-Q correction.
+
+    Each step draws ``S = num_samples`` item IDs with replacement from ``Q``, shared by the whole batch. The
+    logit of item ``j`` (target or sample) becomes ``u · W[j] + b[j] - log(S · Q(j))``. With
+    ``remove_accidental_hits`` a sample equal to the example's own target is masked to ``-inf`` (it would
+    otherwise count the positive as a negative). The loss is the cross-entropy with the target at index 0.
+
+    Its value is not the full-softmax loss: for large ``S`` it approaches ``full + log(S · Q(target))``,
+    a constant per target, so the gradients agree while the numbers differ.
+
+    Args:
+        num_items: Catalogue size N.
+        num_samples: Negatives per step S.
+        proposal: ``uniform`` or ``unigram`` (``∝ (counts + 1) ** alpha``).
+        counts: ``(N,)`` training counts of each item; required for ``unigram``.
+        alpha: Unigram exponent.
+        remove_accidental_hits: Mask samples that equal the example's target.
+        sparse_gradients: Gather the target and sampled rows so that the table and bias get sparse gradients
+            (for ``SparseEmbedding``-style tables stepped by a sparse optimiser).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        num_samples: int,
+        proposal: Proposal = "unigram",
+        counts: torch.Tensor | None = None,
+        alpha: float = 0.75,
+        remove_accidental_hits: bool = True,
+        sparse_gradients: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.num_items = num_items
+        self.num_samples = num_samples
+        self.proposal = proposal
+        self.remove_accidental_hits = remove_accidental_hits
+        self.sparse_gradients = sparse_gradients
+        log_q = proposal_log_probs(num_items, proposal, counts, alpha)
+        # Buffers rebuilt from the counts each run, not state: non-persistent keeps checkpoints independent of them.
+        self.register_buffer("log_q", log_q, persistent=False)
+        self.register_buffer("cdf", torch.cumsum(log_q.double().exp(), 0).float(), persistent=False)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(num_samples,)`` int64 item IDs drawn with replacement from the proposal."""
+        device = self.cdf.device
+        if self.proposal == "uniform":
+            return torch.randint(self.num_items, (self.num_samples,), device=device, generator=generator)
+        # Inverse-CDF sampling: O(S log N) per step where torch.multinomial would rebuild the CDF (O(N)) each call.
+        u = torch.rand(self.num_samples, device=device, generator=generator) * self.cdf[-1]
+        return torch.searchsorted(self.cdf, u, right=True).clamp_(max=self.num_items - 1)
+
+    def log_expected_count(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """``log(S · Q(j))`` for each ID: the log-Q correction subtracted from item ``j``'s logit."""
+        return self.log_q[item_ids] + math.log(self.num_samples)
+
+    def forward(
+        self,
+        user_vectors: torch.Tensor,
+        item_table: torch.Tensor,
+        item_bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean sampled-softmax loss.
+
+        Args:
+            user_vectors: ``(B, d)``.
+            item_table: ``(N, d)`` output item embeddings.
+            item_bias: ``(N, 1)`` or ``(N,)`` per-item bias, or ``None``; pass the ``(N, 1)`` parameter itself
+                for a sparse gradient.
+            targets: ``(B,)`` int64 target item of each example.
+            negatives: ``(S',)`` int64 IDs to use instead of sampling (tests, or a caller's own sampler); they are
+                still corrected with ``log(S · Q(j))`` of this loss's ``S``.
+
+        Returns:
+            Scalar loss.
+        """
+        _check_inputs(user_vectors, item_table, item_bias, targets)
+        if item_table.shape[0] != self.num_items:
+            raise ValueError(f"item_table has {item_table.shape[0]} rows but the loss was built for {self.num_items}")
+        if negatives is None:
+            negatives = self.sample()
+        batch = targets.shape[0]
+        rows, bias = _gather_rows(torch.cat([targets, negatives]), item_table, item_bias, self.sparse_gradients)
+        target_offset = -self.log_expected_count(targets)
+        sample_offset = -self.log_expected_count(negatives)
+        if bias is not None:
+            target_offset = target_offset + bias[:batch]
+            sample_offset = sample_offset + bias[batch:]
+        target_logits = (user_vectors * rows[:batch]).sum(1) + target_offset
+        sample_logits = torch.addmm(sample_offset, user_vectors, rows[batch:].T)
+        if self.remove_accidental_hits:
+            sample_logits = _mask_hits(sample_logits, negatives, targets)
+        logits = torch.cat([target_logits[:, None], sample_logits], dim=1)
+        return F.cross_entropy(logits, torch.zeros(batch, dtype=torch.long, device=logits.device))
+
+    def extra_repr(self) -> str:
+        return f"num_items={self.num_items}, num_samples={self.num_samples}, proposal={self.proposal!r}"
+
+
+class InBatchSoftmaxLoss(nn.Module):
+    """Softmax over the batch's targets: example ``i``'s negatives are the targets of the other examples.
+
+    Logits are ``(B, B)``: ``u_i · W[t_j] + b[t_j] - log Q(t_j)``, where ``Q`` is the item's share of the
+    training examples (``(counts + 1) / Σ``) when ``counts`` are given, and no correction otherwise. Another
+    example with the same target item as ``i`` is masked to ``-inf`` in row ``i`` (it is the positive, not a
+    negative). The loss is the cross-entropy with the diagonal as the targets.
+
+    Args:
+        num_items: Catalogue size N.
+        counts: ``(N,)`` training counts of each item for the log-Q correction, or ``None`` for none.
+        sparse_gradients: Gather the target rows so that the table and bias get sparse gradients.
+    """
+
+    def __init__(self, num_items: int, counts: torch.Tensor | None = None, sparse_gradients: bool = True) -> None:
+        super().__init__()
+        self.num_items = num_items
+        self.sparse_gradients = sparse_gradients
+        log_q = None if counts is None else proposal_log_probs(num_items, "unigram", counts, alpha=1.0)
+        self.register_buffer("log_q", log_q, persistent=False)
+
+    def forward(
+        self,
+        user_vectors: torch.Tensor,
+        item_table: torch.Tensor,
+        item_bias: torch.Tensor | None,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mean in-batch softmax loss; shapes as :meth:`SampledSoftmaxLoss.forward`. Returns a scalar."""
+        _check_inputs(user_vectors, item_table, item_bias, targets)
+        rows, bias = _gather_rows(targets, item_table, item_bias, self.sparse_gradients)
+        logits = user_vectors @ rows.T
+        if bias is not None:
+            logits = logits + bias
+        if self.log_q is not None:
+            logits = logits - self.log_q[targets]
+        same = targets[None, :] == targets[:, None]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(targets.shape[0], device=logits.device))

@@ -1,0 +1,1 @@
+"""Metrics: ranking (recommendation) and cross-modal retrieval, checked against hand-computed cases."""

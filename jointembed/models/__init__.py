@@ -1,0 +1,1 @@
+"""Models: plain ``nn.Module``s, usable for inference without Lightning."""

@@ -1,0 +1,138 @@
+"""Classification with an embedding network: softmax cross-entropy, accuracy and a confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from jointembed.models.embedding_net import EmbeddingNet
+from jointembed.sparse import SparseBatch
+
+__all__ = ["ClassificationTask", "format_confusion_matrix"]
+
+
+class ClassificationTask(LightningModule):
+    """Trains an :class:`~jointembed.models.embedding_net.EmbeddingNet` whose outputs are logits over classes.
+
+    Batches are dicts ``{"sparse": SparseBatch, "dense": (B, F) (optional), "target": (B,) int64}``. The loss is
+    the cross-entropy of the softmax over the ``num_classes`` logits.
+
+    Logged: ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``. The test epoch also builds a
+    confusion matrix (rows: true class, columns: predicted class), printed at the end of testing and returned by
+    :meth:`extra_test_metrics` as ``test/confusion_matrix`` (the CLI writes it into ``test_metrics.json``).
+
+    Args:
+        model: The network; its ``out_features`` must equal ``num_classes``.
+        num_classes: Number of classes.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        label_smoothing: Label smoothing of the cross-entropy, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        model: EmbeddingNet,
+        num_classes: int,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if model.out_features != num_classes:
+            raise ValueError(f"the model has out_features={model.out_features} but num_classes={num_classes}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.num_classes = num_classes
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.accuracy = nn.ModuleDict(
+            {stage: MulticlassAccuracy(num_classes, average="micro") for stage in ("val", "test")}
+        )
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_confusion_matrix: list[list[int]] | None = None
+
+    def setup(self, stage: str) -> None:
+        """Check the data module's ID count and dense width against the model (when it declares them)."""
+        datamodule = self.trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "num_sparse_ids"):
+            self.model.check_input_sizes(datamodule.num_sparse_ids, getattr(datamodule, "num_dense_features", 0))
+
+    def forward(self, sparse: SparseBatch, dense: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, num_classes)`` logits."""
+        return self.model(sparse, dense)
+
+    def predict_proba(self, sparse: SparseBatch, dense: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, num_classes)`` class probabilities (softmax of the logits)."""
+        return self(sparse, dense).softmax(dim=-1)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)[0]
+        self.log("train/loss", loss, batch_size=len(batch["target"]), prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self._evaluate(batch, "test")
+        self.confusion.update(logits.argmax(dim=-1), batch["target"])
+
+    def on_test_epoch_start(self) -> None:
+        self.confusion.reset()
+        self.test_confusion_matrix = None
+
+    def on_test_epoch_end(self) -> None:
+        self.test_confusion_matrix = self.confusion.compute().tolist()
+        self.confusion.reset()
+        _print_confusion_matrix(self.test_confusion_matrix)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.predict_proba(batch["sparse"], batch.get("dense"))
+
+    def extra_test_metrics(self) -> dict[str, Any]:
+        """``{"test/confusion_matrix": [[count]]}`` from the last test epoch (rows true, columns predicted)."""
+        if self.test_confusion_matrix is None:
+            return {}
+        return {"test/confusion_matrix": self.test_confusion_matrix}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["sparse"], batch.get("dense"))
+        loss = nn.functional.cross_entropy(logits, batch["target"], label_smoothing=self.label_smoothing)
+        return loss, logits
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        size = len(batch["target"])
+        loss, logits = self._loss(batch)
+        accuracy = self.accuracy[stage]
+        accuracy.update(logits, batch["target"])
+        self.log(f"{stage}/loss", loss, batch_size=size)
+        self.log(f"{stage}/acc", accuracy, batch_size=size, prog_bar=True)
+        return logits
+
+
+def format_confusion_matrix(matrix: list[list[int]]) -> str:
+    """A confusion matrix as aligned text: one row per true class, one column per predicted class."""
+    width = max(len(str(v)) for row in matrix for v in row)
+    width = max(width, len(str(len(matrix) - 1)))
+    header = "true\\pred " + " ".join(f"{j:>{width}}" for j in range(len(matrix)))
+    rows = [f"{i:>9} " + " ".join(f"{v:>{width}}" for v in row) for i, row in enumerate(matrix)]
+    return "\n".join([header, *rows])
+
+
+@rank_zero_only
+def _print_confusion_matrix(matrix: list[list[int]]) -> None:
+    print(f"test confusion matrix (rows: true class, columns: predicted class):\n{format_confusion_matrix(matrix)}")

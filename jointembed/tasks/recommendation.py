@@ -1,0 +1,206 @@
+"""Training a :class:`~jointembed.models.recommender.Recommender`: softmax losses, LazyAdam, ranking metrics.
+
+Batches are dicts. Training: ``{"history": SparseBatch, "target": (B,) int64}``, one target item per example
+(a user with several held-out items gives several examples), plus ``"user_features"`` (SparseBatch) and
+``"dense"`` ``(B, F)`` when the model takes them. Validation and test: ``{"history": SparseBatch, "targets":
+SparseBatch}``, the held-out items of each user (plus the optional features). The whole catalogue is ranked for
+each user, the history excluded, and HR@k, Recall@k, NDCG@k and catalogue coverage@k are logged per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from jointembed.losses.sampled_softmax import FullSoftmaxLoss, InBatchSoftmaxLoss, SampledSoftmaxLoss
+from jointembed.metrics.ranking import evaluate_rankings
+from jointembed.models.recommender import Recommender
+from jointembed.optim import LazyAdam
+from jointembed.sparse import SparseBatch
+
+__all__ = ["RecommendationTask"]
+
+
+class RecommendationTask(LightningModule):
+    """Trains a :class:`~jointembed.models.recommender.Recommender` to predict a held-out item from a history.
+
+    Losses: ``full`` softmax over the catalogue (exact; catalogues up to ~100k items), ``sampled`` softmax with
+    ``num_samples`` negatives from the ``proposal`` and log-Q correction, or ``in_batch`` negatives (the other
+    examples' targets), log-Q corrected by item popularity when ``proposal`` is ``unigram``. A ``unigram``
+    proposal needs training counts per item: the data module's ``item_counts`` attribute (an ``(N,)`` tensor),
+    read in ``setup``, or :meth:`set_item_counts`.
+
+    One :class:`LazyAdam` optimiser steps everything: the item tables (and the user-feature table) at ``lr``,
+    with lazy row updates when their gradients are sparse, and the tower at ``dense_lr`` with ``weight_decay``.
+
+    Logged: ``train/loss``; ``val/`` and ``test/`` ``hr@k``, ``recall@k``, ``ndcg@k`` (means over the users with
+    targets, as defined in :mod:`jointembed.metrics.ranking`) and ``coverage@k`` (share of the catalogue in at
+    least one top-k list of the epoch).
+
+    Args:
+        model: The recommender (in a recipe: ``class_path: jointembed.models.recommender.Recommender``).
+        loss: ``full``, ``sampled`` or ``in_batch``.
+        num_samples: Negatives per step of the sampled softmax.
+        proposal: ``uniform`` or ``unigram`` (counts ** 0.75): what sampled negatives are drawn from; for
+            ``in_batch``, ``unigram`` turns on the popularity correction.
+        lr: Learning rate of the embedding tables.
+        dense_lr: Learning rate of the tower.
+        weight_decay: Decoupled weight decay of the tower (the tables are not decayed).
+        eval_k: Length of the ranked lists evaluated.
+        compare_baselines: At the end of a test, also log the popularity and EASE baselines' metrics on the
+            same split (``test/baseline_<name>/...``) when the data module offers ``baseline_metrics(k)``.
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        loss: Literal["full", "sampled", "in_batch"] = "full",
+        num_samples: int = 1000,
+        proposal: Literal["uniform", "unigram"] = "unigram",
+        lr: float = 0.01,
+        dense_lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        eval_k: int = 10,
+        compare_baselines: bool = True,
+    ) -> None:
+        super().__init__()
+        if loss not in ("full", "sampled", "in_batch"):
+            raise ValueError(f"loss must be 'full', 'sampled' or 'in_batch', got {loss!r}")
+        if proposal not in ("uniform", "unigram"):
+            raise ValueError(f"proposal must be 'uniform' or 'unigram', got {proposal!r}")
+        if num_samples < 1 or not 1 <= eval_k <= model.num_items:
+            raise ValueError(f"need num_samples >= 1 and 1 <= eval_k <= {model.num_items}, got {num_samples}, {eval_k}")
+        # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.loss_name = loss
+        self.num_samples = num_samples
+        self.proposal = proposal
+        self.lr = lr
+        self.dense_lr = dense_lr
+        self.weight_decay = weight_decay
+        self.eval_k = eval_k
+        self.compare_baselines = compare_baselines
+        self.item_counts: torch.Tensor | None = None
+        self.loss_fn: nn.Module | None = None if self._needs_counts() else self._build_loss(None)
+        self._recommended: torch.Tensor | None = None
+
+    def _needs_counts(self) -> bool:
+        return self.loss_name != "full" and self.proposal == "unigram"
+
+    def _build_loss(self, counts: torch.Tensor | None) -> nn.Module:
+        sparse, num_items = self.model.sparse, self.model.num_items
+        if self.loss_name == "full":
+            return FullSoftmaxLoss()
+        if self.loss_name == "sampled":
+            return SampledSoftmaxLoss(num_items, self.num_samples, self.proposal, counts, sparse_gradients=sparse)
+        return InBatchSoftmaxLoss(num_items, counts if self.proposal == "unigram" else None, sparse_gradients=sparse)
+
+    def set_item_counts(self, counts: torch.Tensor) -> None:
+        """Give the ``(N,)`` training counts of each item (for a ``unigram`` proposal) and rebuild the loss."""
+        if callable(counts):
+            raise TypeError("item_counts must be an (N,) tensor or array, not a method: expose it as an attribute")
+        counts = torch.as_tensor(counts).flatten()
+        if counts.numel() != self.model.num_items:
+            raise ValueError(f"item_counts has {counts.numel()} entries but the model has {self.model.num_items} items")
+        self.item_counts = counts
+        self.loss_fn = self._build_loss(counts).to(self.device)
+
+    def setup(self, stage: str) -> None:
+        """Read ``item_counts`` (and check ``num_items``) from the data module when the loss needs them."""
+        datamodule = self.trainer.datamodule
+        num_items = getattr(datamodule, "num_items", None)
+        if num_items is not None and num_items != self.model.num_items:
+            raise ValueError(f"the data has num_items={num_items} but the model was built with {self.model.num_items}")
+        if self.loss_fn is None and getattr(datamodule, "item_counts", None) is not None:
+            self.set_item_counts(datamodule.item_counts)
+
+    def _loss_module(self) -> nn.Module:
+        if self.loss_fn is None:
+            raise ValueError(
+                f"loss={self.loss_name!r} with proposal='unigram' needs item counts: give the data module an "
+                "`item_counts` attribute ((num_items,) training counts), call task.set_item_counts(counts), "
+                "or use proposal='uniform'"
+            )
+        return self.loss_fn
+
+    def forward(
+        self, history: SparseBatch, user_features: SparseBatch | None = None, dense: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, d)`` user vectors."""
+        return self.model(history, user_features, dense)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        target = batch["target"]
+        users = self(batch["history"], batch.get("user_features"), batch.get("dense"))
+        loss = self._loss_module()(users, self.model.item_table, self.model.item_bias, target)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """``{"ids": (B, eval_k), "scores": (B, eval_k)}``: the top items of each user, history excluded."""
+        users = self(batch["history"], batch.get("user_features"), batch.get("dense"))
+        ids, scores = self.model.top_k(users, self.eval_k, batch["history"])
+        return {"ids": ids, "scores": scores}
+
+    def on_validation_epoch_start(self) -> None:
+        self._recommended = None
+
+    def on_test_epoch_start(self) -> None:
+        self._recommended = None
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_coverage("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_coverage("test")
+        baseline_metrics = getattr(self.trainer.datamodule, "baseline_metrics", None)
+        if self.compare_baselines and callable(baseline_metrics):
+            # Same split, same exclusion of seen items, same metric code: the numbers sit side by side.
+            for name, value in baseline_metrics(self.eval_k).items():
+                self.log(name, float(value))
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        history, k = batch["history"], self.eval_k
+        users = self(history, batch.get("user_features"), batch.get("dense"))
+        ids, _ = self.model.top_k(users, k, history)
+        if self._recommended is None:
+            self._recommended = torch.zeros(self.model.num_items, dtype=torch.bool, device=ids.device)
+        self._recommended[ids[ids >= 0]] = True
+        metrics = evaluate_rankings(ids, batch["targets"], self.model.num_items, ks=[k])
+        evaluated = metrics["num_users"]
+        if evaluated == 0:
+            return
+        # Weighting each batch's mean by its number of users makes Lightning's epoch mean the mean over users.
+        for name, short in (("hit_rate", "hr"), ("recall", "recall"), ("ndcg", "ndcg")):
+            value = torch.tensor(metrics[f"{name}@{k}"], device=self.device)
+            self.log(f"{stage}/{short}@{k}", value, batch_size=evaluated, prog_bar=short != "recall", sync_dist=True)
+
+    def _log_coverage(self, stage: str) -> None:
+        if self._recommended is None:
+            return
+        recommended = self._recommended
+        if self.trainer.world_size > 1:
+            # uint8, not bool: NCCL's all_gather does not take bool tensors.
+            recommended = self.all_gather(recommended.to(torch.uint8)).reshape(-1, recommended.numel()).any(0)
+        self.log(f"{stage}/coverage@{self.eval_k}", recommended.float().mean())
+        self._recommended = None
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        tables = self.model.embedding_parameters()
+        table_ids = {id(p) for p in tables}
+        tower = [p for p in self.model.parameters() if id(p) not in table_ids]
+        groups = [
+            {"params": tables, "lr": self.lr, "weight_decay": 0.0},
+            {"params": tower, "lr": self.dense_lr, "weight_decay": self.weight_decay},
+        ]
+        return LazyAdam([g for g in groups if g["params"]])

@@ -1,0 +1,124 @@
+"""Regression with an embedding network: mean squared error on standardised targets, metrics in target units."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+from jointembed.models.embedding_net import EmbeddingNet
+from jointembed.sparse import SparseBatch
+
+__all__ = ["RegressionTask"]
+
+_BASELINE_PREFIX = "baseline_"
+
+
+def _regression_metrics() -> MetricCollection:
+    return MetricCollection({"rmse": MeanSquaredError(squared=False), "mae": MeanAbsoluteError()})
+
+
+class RegressionTask(LightningModule):
+    """Trains an :class:`~jointembed.models.embedding_net.EmbeddingNet` with one output to predict a number.
+
+    Batches are dicts ``{"sparse": SparseBatch, "dense": (B, F) (optional), "target": (B,)}`` with targets in
+    their own units (dollars for housing). The loss is the mean squared error of the standardised target
+    ``(target - mean) / std``, so one learning rate suits any scale; the model's output is in standardised units
+    and :meth:`predict` turns it back. ``mean`` and ``std`` are buffers (saved in checkpoints) set in
+    :meth:`setup` from the data module's ``target_stats`` when it has them, else by :meth:`set_target_stats`.
+
+    Logged: ``train/loss``, ``val/loss``, ``val/rmse``, ``val/mae``, ``test/rmse``, ``test/mae`` in target
+    units, and for every ``baseline_<name>`` prediction the batches carry (the housing data's linear
+    least-squares fit), ``val/baseline_<name>_rmse`` … ``test/baseline_<name>_mae`` over the same rows.
+
+    Args:
+        model: The network; it must have ``out_features=1``.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(self, model: EmbeddingNet, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        if model.out_features != 1:
+            raise ValueError(f"a regression model needs out_features=1, got {model.out_features}")
+        # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+        self.metrics = nn.ModuleDict({stage: _regression_metrics() for stage in ("val", "test")})
+        self.baseline_metrics = nn.ModuleDict()
+
+    def set_target_stats(self, mean: float, std: float) -> None:
+        """Set the target standardisation (the training split's mean and standard deviation)."""
+        if not std > 0:
+            raise ValueError(f"the target standard deviation must be positive, got {std}")
+        self.target_mean.fill_(float(mean))
+        self.target_std.fill_(float(std))
+
+    def setup(self, stage: str) -> None:
+        """Check the data against the model and take the data module's target statistics."""
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            return
+        if hasattr(datamodule, "num_sparse_ids"):
+            self.model.check_input_sizes(datamodule.num_sparse_ids, getattr(datamodule, "num_dense_features", 0))
+        stats = getattr(datamodule, "target_stats", None)
+        if stats is not None:
+            self.set_target_stats(*stats)
+
+    def forward(self, sparse: SparseBatch, dense: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)`` standardised predictions."""
+        return self.model(sparse, dense).squeeze(-1)
+
+    def predict(self, sparse: SparseBatch, dense: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B,)`` predictions in target units (dollars for housing)."""
+        return self(sparse, dense) * self.target_std + self.target_mean
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)[0]
+        self.log("train/loss", loss, batch_size=len(batch["target"]), prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self.predict(batch["sparse"], batch.get("dense"))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The standardised MSE and the ``(B,)`` standardised predictions."""
+        target = (batch["target"].float() - self.target_mean) / self.target_std
+        pred = self(batch["sparse"], batch.get("dense"))
+        return nn.functional.mse_loss(pred, target), pred
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        size = len(batch["target"])
+        loss, pred = self._loss(batch)
+        target = batch["target"].float()
+        metrics = self.metrics[stage]
+        metrics.update(pred * self.target_std + self.target_mean, target)
+        self.log(f"{stage}/loss", loss, batch_size=size)
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=size, prog_bar=True)
+        for key, value in batch.items():
+            if key.startswith(_BASELINE_PREFIX):
+                name = f"{stage}_{key}"
+                if name not in self.baseline_metrics:
+                    self.baseline_metrics[name] = _regression_metrics().to(self.device)
+                baseline = self.baseline_metrics[name]
+                baseline.update(value.float(), target)
+                for k, metric in baseline.items():
+                    # Created after Lightning listed the module's metrics, so name its attribute path here.
+                    attribute = f"baseline_metrics.{name}.{k}"
+                    self.log(f"{stage}/{key}_{k}", metric, batch_size=size, metric_attribute=attribute)

@@ -1,0 +1,136 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jointembed.data.movielens import ML100K_GENRES, detect_movielens_format, read_movielens
+from jointembed.errors import DataFormatError
+
+# (user, movie, rating, timestamp); movie 99 is not in the movie file
+RATINGS = [(7, 10, 5.0, 100), (7, 20, 3.0, 90), (8, 10, 4.0, 50), (9, 30, 1.0, 70), (9, 99, 4.5, 80)]
+MOVIES = {10: ("Toy Story (1995)", ("Animation", "Children's")), 20: ("Heat (1995)", ("Crime",)),
+          30: ("Café, au lait (1993)", ())}  # fmt: skip
+
+
+def _flags(genres: tuple[str, ...]) -> str:
+    return "|".join("1" if g in genres else "0" for g in ML100K_GENRES)
+
+
+def _write_100k(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "u.data").write_text("".join(f"{u}\t{m}\t{int(r)}\t{t}\n" for u, m, r, t in RATINGS))
+    lines = [f"{m}|{title}|01-Jan-1995||http://x|{_flags(g)}\n" for m, (title, g) in MOVIES.items()]
+    (folder / "u.item").write_bytes("".join(lines).encode("latin-1"))
+    return folder
+
+
+def _write_1m(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("".join(f"{u}::{m}::{int(r)}::{t}\n" for u, m, r, t in RATINGS))
+    lines = [f"{m}::{title}::{'|'.join(g)}\n" for m, (title, g) in MOVIES.items()]
+    (folder / "movies.dat").write_bytes("".join(lines).encode("latin-1"))
+    return folder
+
+
+def _write_csv(folder: Path) -> Path:
+    folder.mkdir()
+    rows = "".join(f"{u},{m},{r},{t}\n" for u, m, r, t in RATINGS)
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + rows)
+    movies = ["movieId,title,genres\n"]
+    for m, (title, g) in MOVIES.items():
+        quoted = f'"{title}"' if "," in title else title
+        movies.append(f"{m},{quoted},{'|'.join(g) or '(no genres listed)'}\n")
+    (folder / "movies.csv").write_text("".join(movies), encoding="utf-8")
+    return folder
+
+
+WRITERS = {"100k": _write_100k, "1m": _write_1m, "csv": _write_csv}
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
+def test_reads_every_format_the_same(tmp_path, fmt):
+    folder = WRITERS[fmt](tmp_path / fmt)
+    assert detect_movielens_format(folder) == fmt
+    data = read_movielens(folder)
+    assert (len(data), data.num_users, data.num_items) == (5, 3, 4)
+    raw_users = data.user_vocab.decode_many(data.users)
+    raw_items = data.item_vocab.decode_many(data.items)
+    assert list(zip(raw_users, raw_items, data.timestamps.tolist(), strict=True)) == [
+        (u, m, t) for u, m, _, t in RATINGS
+    ]
+    assert data.item_vocab.values[0] == 10  # most watched first
+    titles = dict(zip(data.item_vocab.values, data.item_titles, strict=True))
+    genres = dict(zip(data.item_vocab.values, data.item_genres, strict=True))
+    assert titles == {10: "Toy Story (1995)", 20: "Heat (1995)", 30: "Café, au lait (1993)", 99: ""}
+    assert genres[10] == ("Animation", "Children's") and genres[30] == () and genres[99] == ()
+    if fmt == "csv":
+        assert data.ratings.tolist() == [r for _, _, r, _ in RATINGS]
+
+
+def test_min_rating_and_unwatched_movies(tmp_path):
+    folder = _write_csv(tmp_path / "csv")
+    data = read_movielens(folder, min_rating=4.0)
+    assert len(data) == 3 and data.num_users == 3
+    assert sorted(data.item_vocab.values) == [10, 99]
+    kept = read_movielens(folder, min_rating=4.0, keep_unwatched_movies=True)
+    assert kept.item_vocab.values == [10, 99, 20, 30]  # watched by count, then the rest in file order
+    assert kept.item_titles[2] == "Heat (1995)"
+    with pytest.raises(ValueError, match="min_rating=6"):
+        read_movielens(folder, min_rating=6)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "line", "number"),
+    [
+        ("100k", "u.data", "7\t10\t5\n", 6),
+        ("1m", "ratings.dat", "7::ten::5::100\n", 6),
+        ("csv", "ratings.csv", "7,10,5,100,extra\n", 7),
+        ("100k", "u.item", "40|Title|x||u|0|1\n", 4),
+        ("1m", "movies.dat", "abc::Title::Drama\n", 4),
+        ("csv", "movies.csv", "40,Title\n", 5),
+    ],
+)
+def test_malformed_line_names_file_and_line(tmp_path, fmt, name, line, number):
+    folder = WRITERS[fmt](tmp_path / fmt)
+    with open(folder / name, "a", encoding="latin-1") as f:
+        f.write(line)
+    with pytest.raises(DataFormatError) as err:
+        read_movielens(folder)
+    message = str(err.value)
+    assert name in message and f"line {number}:" in message and repr(line.rstrip("\n"))[1:10] in message
+
+
+def test_bad_header(tmp_path):
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text("user,movie,rating,time\n1,2,3,4\n")
+    with pytest.raises(DataFormatError, match="line 1: expected the header"):
+        read_movielens(folder)
+
+
+def test_detection_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="u.data .*ratings.dat .*ratings.csv"):
+        read_movielens(tmp_path)
+    (tmp_path / "u.data").write_text("1\t2\t3\t4\n")
+    data = read_movielens(tmp_path)  # no movie file: no titles
+    assert data.item_titles is None and len(data) == 1
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n")
+    with pytest.raises(ValueError, match="several MovieLens layouts"):
+        read_movielens(tmp_path)
+
+
+def _shared_data() -> Path:
+    env = os.environ.get("JOINTEMBED_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+def test_real_ml100k():
+    folder = _shared_data() / "movielens" / "ml-100k"
+    if not (folder / "u.data").is_file():
+        pytest.skip(f"MovieLens 100K not found at {folder}")
+    data = read_movielens(folder)
+    assert (len(data), data.num_users, data.num_items) == (100_000, 943, 1_682)
+    assert data.item_vocab.encode(1) is not None
+    assert data.item_titles[data.item_vocab.encode(1)] == "Toy Story (1995)"
+    assert np.isin(data.ratings, [1, 2, 3, 4, 5]).all()

@@ -1,0 +1,137 @@
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from jointembed.cli import main
+from jointembed.data.interactions import Histories
+from jointembed.data.recommendation import MovieLensDataModule, MovieWorldDataModule, TrainExamples
+from jointembed.models.recommender import Recommender
+from jointembed.tasks.recommendation import RecommendationTask
+
+REPO = Path(__file__).resolve().parents[2]
+ROWS = Histories.from_lists([[10, 11, 12, 13], [5], [7, 8]], num_items=20)
+
+
+def _batch(examples, users, pos):
+    batch = examples._batch(np.array(users), np.array(pos))
+    return batch["history"].tolist(), batch["target"].tolist()
+
+
+def test_history_is_every_other_watch_most_recent_kept():
+    examples = TrainExamples(ROWS, targets_per_user=None, max_history=None)
+    assert _batch(examples, [0, 0, 2], [1, 3, 0]) == ([[10, 12, 13], [10, 11, 12], [8]], [11, 13, 7])
+    short = TrainExamples(ROWS, targets_per_user=None, max_history=2)
+    assert _batch(short, [0, 0, 0], [3, 0, 2]) == ([[11, 12], [12, 13], [11, 13]], [13, 10, 12])
+
+
+def test_causal_history_is_the_watches_before_the_target():
+    examples = TrainExamples(ROWS, targets_per_user=None, max_history=None, causal=True)
+    assert _batch(examples, [0, 0, 2], [2, 1, 1]) == ([[10, 11], [10], [7]], [12, 11, 8])
+    assert _batch(TrainExamples(ROWS, None, max_history=1, causal=True), [0], [3]) == ([[12]], [13])
+    # every watch but each user's first is a target; the user with one watch gives no example
+    assert len(examples) == 3 + 1
+    assert len(TrainExamples(ROWS, None, None)) == 4 + 2
+
+
+def test_random_targets_per_user_are_valid_examples():
+    torch.manual_seed(0)
+    examples = TrainExamples(ROWS, targets_per_user=50, max_history=None, causal=True)
+    assert len(examples) == 2 * 50
+    batch = examples.__getitems__(list(range(len(examples))))
+    for history, target in zip(batch["history"].tolist(), batch["target"].tolist(), strict=True):
+        row = [10, 11, 12, 13] if target >= 10 else [7, 8]
+        assert history == row[: row.index(target)] and history
+
+
+def test_no_user_with_two_watches_is_an_error():
+    with pytest.raises(ValueError, match="no user has two or more training watches"):
+        TrainExamples(Histories.from_lists([[1], [2]], num_items=3), None, None)
+
+
+def _world(**kw):
+    args = dict(num_movies=150, num_users=200, mean_watches=15, batch_size=64) | kw
+    data = MovieWorldDataModule(**args)
+    data.setup("fit")
+    return data
+
+
+def test_leave_last_out_batches_and_counts():
+    data = _world()
+    s = data.split
+    assert data.num_items == 150 and data.item_counts.sum() == s.train.nnz
+    for u in s.test_users[:20]:  # the test target is the last watch; its input is every earlier one
+        full = data.interactions.to_histories().get(u)
+        assert s.test_targets.get(u).tolist() == full[-1:].tolist()
+        assert s.test_input.get(u).tolist() == full[:-1].tolist()
+    batch = next(iter(data.test_dataloader()))
+    assert set(batch) == {"history", "targets"} and len(batch["history"]) == len(batch["targets"])
+    train = next(iter(data.train_dataloader()))
+    assert len(train["history"]) == 64 and train["target"].shape == (64,)
+
+
+def test_held_out_users_are_unseen_in_training():
+    data = _world(protocol="held_out_users", held_out_fraction=0.2)
+    s = data.split
+    assert s.test_users.size == 40 and s.val_users.size == 40
+    assert np.all(s.train.lengths()[s.test_users] == 0) and np.all(s.train.lengths()[s.val_users] == 0)
+    assert np.intersect1d(s.test_users, s.val_users).size == 0
+
+
+def test_baselines_scored_on_the_same_split():
+    metrics = _world().baseline_metrics(k=10)
+    assert set(metrics) == {
+        f"test/baseline_{m}/{k}@10" for m in ("popularity", "ease") for k in ("hr", "recall", "ndcg", "coverage")
+    }
+    assert metrics["test/baseline_ease/ndcg@10"] > metrics["test/baseline_popularity/ndcg@10"] > 0
+
+
+def test_movielens_module_reads_the_user_path(tmp_path):
+    rows = [(u, i, 4, 100 * u + i) for u in range(1, 6) for i in range(1, 5)] + [(1, 1, 5, 999)]  # a re-watch
+    (tmp_path / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    data = MovieLensDataModule(path=str(tmp_path))
+    data.setup("fit")
+    assert data.num_items == 4 and len(data.interactions) == 20  # the re-watch is deduplicated
+    assert data.split.test_users.size == 5
+
+
+def test_model_beats_popularity_on_a_small_world():
+    pl.seed_everything(0)
+    data = MovieWorldDataModule(num_movies=300, num_users=600, mean_watches=20, batch_size=128, causal=True)
+    task = RecommendationTask(Recommender(300, embedding_dim=16, hidden_sizes=[32]), lr=0.02)
+    trainer = pl.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, datamodule=data)
+    [result] = trainer.test(task, datamodule=data, verbose=False)
+    assert result["test/ndcg@10"] > result["test/baseline_popularity/ndcg@10"]
+
+
+@pytest.mark.slow
+def test_movie_world_recipe_through_the_cli(tmp_path):
+    overrides = [
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path),
+        "--data.init_args.num_movies",
+        "300",
+        "--data.init_args.num_users",
+        "300",
+        "--model.init_args.model.init_args.num_items",
+        "300",
+    ]
+    assert main(["fit", "--config", str(REPO / "recipes" / "movie_world.yaml"), *overrides]) == 0
+    [path] = tmp_path.glob("**/test_metrics.json")
+    metrics = json.loads(path.read_text())
+    assert {"test/hr@10", "test/ndcg@10", "test/baseline_ease/hr@10"} <= set(metrics)

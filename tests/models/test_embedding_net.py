@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from jointembed.models.embedding_net import EmbeddingNet
+from jointembed.nn import suggest_embedding_dim
+from jointembed.sparse import SparseBatch
+
+
+def _batch() -> SparseBatch:
+    return SparseBatch.from_lists([[0, 3], [5], [], [1, 1, 2]], weights=[[0.5, 1.0], [2.0], [], [1.0, 1.0, 0.25]])
+
+
+def test_shapes_rule_of_thumb_and_embed():
+    torch.manual_seed(0)
+    net = EmbeddingNet(64, out_features=10, hidden_sizes=[16])
+    assert net.embedding_dim == suggest_embedding_dim(64) == 3
+    assert net.embed(_batch()).shape == (4, 3)
+    out = net(_batch())
+    assert out.shape == (4, 10)
+    assert torch.isfinite(out).all()
+
+
+def test_backward_reaches_embedding_and_tower():
+    torch.manual_seed(0)
+    net = EmbeddingNet(6, out_features=1, embedding_dim=4, num_dense_features=2, hidden_sizes=[8, 8])
+    net(_batch(), torch.randn(4, 2)).sum().backward()
+    grad = net.embedding.weight.grad
+    assert grad is not None
+    # rows of IDs in the batch get gradient, the unused row 4 gets none
+    assert grad[[0, 1, 2, 3, 5]].abs().sum(dim=1).gt(0).all()
+    assert grad[4].abs().sum() == 0
+    assert all(p.grad is not None for p in net.tower.parameters())
+
+
+def test_dense_features_are_concatenated_after_the_embedding():
+    torch.manual_seed(0)
+    net = EmbeddingNet(6, out_features=3, embedding_dim=4, num_dense_features=2, hidden_sizes=[])
+    batch, dense = _batch(), torch.randn(4, 2)
+    linear = net.tower[0]
+    expected = torch.cat([net.embed(batch), dense], dim=1) @ linear.weight.T + linear.bias
+    torch.testing.assert_close(net(batch, dense), expected)
+
+
+def test_dense_feature_checks():
+    net = EmbeddingNet(6, out_features=1, embedding_dim=2, num_dense_features=3)
+    with pytest.raises(ValueError, match="takes 3 dense features but got none"):
+        net(_batch())
+    with pytest.raises(ValueError, match=r"dense features must have shape \(4, 3\), got \(4, 2\)"):
+        net(_batch(), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="takes no dense features"):
+        EmbeddingNet(6, out_features=1)(_batch(), torch.zeros(4, 1))
+
+
+def test_check_input_sizes_and_parameter_count():
+    net = EmbeddingNet(64, out_features=10, embedding_dim=8, hidden_sizes=[32])
+    net.check_input_sizes(64, 0)
+    with pytest.raises(ValueError, match="produces 400 sparse IDs .* set the model's num_embeddings to 400"):
+        net.check_input_sizes(400, 0)
+    with pytest.raises(ValueError, match="set the model's num_dense_features to 8"):
+        net.check_input_sizes(64, 8)
+    counts = net.num_parameters()
+    assert counts == {"embedding": 64 * 8, "total": 64 * 8 + (8 * 32 + 32) + (32 * 10 + 10)}
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="out_features must be positive"):
+        EmbeddingNet(4, out_features=0)
+    with pytest.raises(ValueError, match="num_dense_features must be >= 0"):
+        EmbeddingNet(4, out_features=1, num_dense_features=-1)

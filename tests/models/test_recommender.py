@@ -1,0 +1,141 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jointembed.models.recommender as recommender_module
+from jointembed.models.recommender import Recommendations, Recommender
+from jointembed.nn.sparse_embedding import suggest_embedding_dim
+from jointembed.sparse import SparseBatch
+
+TITLES = [f"movie {i}" for i in range(12)]
+
+
+def _model(**kwargs) -> Recommender:
+    torch.manual_seed(0)
+    return Recommender(12, embedding_dim=kwargs.pop("embedding_dim", 4), hidden_sizes=(8,), **kwargs)
+
+
+def _histories() -> SparseBatch:
+    return SparseBatch.from_lists([[0, 1, 2], [5], [7, 8, 9, 10]])
+
+
+def test_shapes_and_logits():
+    model = _model()
+    users = model.user_vectors(_histories())
+    assert users.shape == (3, 4)
+    torch.testing.assert_close(model(_histories()), users)
+    full = model.logits(users)
+    assert full.shape == (3, 12)
+    torch.testing.assert_close(full, users @ model.item_table.T + model.item_bias.T)
+    ids = torch.tensor([3, 0, 11])
+    torch.testing.assert_close(model.logits(users, ids), full[:, ids])
+    assert model.item_embeddings().shape == (12, 4) and not model.item_embeddings().requires_grad
+    assert model.input_embeddings.shape == (12, 4)
+    assert Recommender(10_000).embedding_dim == suggest_embedding_dim(10_000)
+
+
+def test_gradients_are_sparse_for_tables_and_dense_for_the_tower():
+    model = _model()
+    users = model(_histories())
+    model.logits(users, torch.tensor([1, 4])).sum().backward()
+    assert model.input_embeddings.grad.is_sparse
+    assert model.item_table.grad.is_sparse and model.item_bias.grad.is_sparse
+    assert all(not p.grad.is_sparse for p in model.tower.parameters())
+    assert {id(p) for p in model.embedding_parameters()} == {
+        id(model.input_embeddings),
+        id(model.item_table),
+        id(model.item_bias),
+    }
+
+
+def test_user_features_and_dense_inputs():
+    model = _model(num_user_features=5, num_dense_features=2)
+    features = SparseBatch.from_lists([[0, 3], [], [4]])
+    dense = torch.randn(3, 2)
+    assert model(_histories(), features, dense).shape == (3, 4)
+    with pytest.raises(ValueError, match="num_user_features > 0: pass user_features"):
+        model(_histories(), dense=dense)
+    with pytest.raises(ValueError, match=r"dense must have shape \(3, 2\)"):
+        model(_histories(), features, torch.randn(3, 3))
+    with pytest.raises(ValueError, match="dense was given but the model was built with num_dense_features=0"):
+        _model()(_histories(), dense=dense)
+
+
+def test_tied_output_embeddings_share_the_input_table():
+    model = _model(tie_output_embeddings=True)
+    assert model.item_table is model.input_embeddings
+    assert len(model.embedding_parameters()) == 2
+    users = model(_histories())
+    model.logits(users, torch.tensor([0, 1])).sum().backward()
+    assert model.input_embeddings.grad.is_sparse
+
+
+def test_recommend_excludes_seen_sorts_and_titles():
+    model = _model()
+    histories = _histories()
+    recs = model.recommend(histories, k=5, item_titles=TITLES)
+    assert isinstance(recs, Recommendations)
+    assert recs.ids.shape == recs.scores.shape == (3, 5)
+    for row, seen in zip(recs.ids.tolist(), histories.tolist(), strict=True):
+        assert not set(row) & set(seen)
+    assert bool((recs.scores[:, :-1] >= recs.scores[:, 1:]).all())
+    # Same as brute force: mask the history in the full logit matrix and take the top 5.
+    with torch.no_grad():
+        scores = model.logits(model(histories))
+    scores[histories.bag_ids(), histories.values] = float("-inf")
+    torch.testing.assert_close(recs.scores, scores.topk(5).values)
+    assert recs.titles == [[TITLES[j] for j in row] for row in recs.ids.tolist()]
+    with_seen = model.recommend(histories, k=12, exclude_seen=False)
+    assert sorted(with_seen.ids[0].tolist()) == list(range(12)) and with_seen.titles is None
+
+
+def test_recommend_in_chunks_matches_one_block(monkeypatch):
+    model = _model()
+    histories = SparseBatch.from_lists([[i % 12, (3 * i) % 12] for i in range(10)])
+    whole = model.recommend(histories, k=4)
+    monkeypatch.setattr(recommender_module, "_SCORE_BUDGET", 25)  # two users (24 scores) per block
+    chunked = model.recommend(histories, k=4)
+    torch.testing.assert_close(chunked.ids, whole.ids)
+    torch.testing.assert_close(chunked.scores, whole.scores)
+
+
+def test_recommend_pads_when_too_few_items_are_unseen():
+    model = _model()
+    recs = model.recommend(SparseBatch.from_lists([list(range(10))]), k=4, item_titles=TITLES)
+    assert sorted(recs.ids[0, :2].tolist()) == [10, 11]
+    assert recs.ids[0, 2:].tolist() == [-1, -1] and bool(torch.isinf(recs.scores[0, 2:]).all())
+    assert sorted(recs.titles[0]) == ["movie 10", "movie 11"]
+
+
+def test_recommend_errors():
+    model = _model()
+    with pytest.raises(ValueError, match="user at position 1 has no history"):
+        model.recommend(SparseBatch.from_lists([[1], [], [2]]), k=3)
+    for k in (0, 13):
+        with pytest.raises(ValueError, match=r"k must be an integer in \[1, 12\]"):
+            model.recommend(_histories(), k=k)
+    with pytest.raises(ValueError, match="item_titles has 2 entries"):
+        model.recommend(_histories(), k=2, item_titles=["a", "b"])
+
+
+def test_recommend_uses_eval_mode_and_restores_training():
+    model = _model(dropout=0.5)
+    model.train()
+    first = model.recommend(_histories(), k=3)
+    second = model.recommend(_histories(), k=3)
+    torch.testing.assert_close(first.scores, second.scores)
+    assert model.training
+
+
+def test_similar_items_by_cosine_without_the_item_itself():
+    model = _model()
+    recs = model.similar_items([2, 7], k=3, item_titles=TITLES)
+    table = F.normalize(model.item_embeddings(), dim=1)
+    cosine = table[[2, 7]] @ table.T
+    cosine[[0, 1], [2, 7]] = float("-inf")
+    expected = cosine.topk(3)
+    torch.testing.assert_close(recs.ids, expected.indices)
+    torch.testing.assert_close(recs.scores, expected.values)
+    assert 2 not in recs.ids[0].tolist() and recs.titles[1][0] == TITLES[int(recs.ids[1, 0])]
+    with pytest.raises(ValueError, match=r"item IDs must be in \[0, 12\)"):
+        model.similar_items([12], k=2)

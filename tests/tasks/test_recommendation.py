@@ -1,0 +1,207 @@
+import random
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from jointembed.metrics.ranking import evaluate_rankings
+from jointembed.models.recommender import Recommender
+from jointembed.optim import LazyAdam
+from jointembed.sparse import SparseBatch
+from jointembed.tasks.recommendation import RecommendationTask
+
+NUM_CLUSTERS, CLUSTER_SIZE = 12, 10
+NUM_ITEMS = NUM_CLUSTERS * CLUSTER_SIZE
+
+
+def _collate_train(examples):
+    return {
+        "history": SparseBatch.from_lists([h for h, _ in examples]),
+        "target": torch.tensor([t for _, t in examples]),
+    }
+
+
+def _collate_eval(examples):
+    return {
+        "history": SparseBatch.from_lists([h for h, _ in examples]),
+        "targets": SparseBatch.from_lists([t for _, t in examples]),
+    }
+
+
+class ClusterWorld(pl.LightningDataModule):
+    """Users watch 6 items of one cluster of 10; every watched item is a target once, the rest its history.
+
+    Validation users have 5 items of history and 1 held-out item of the same cluster: a model that learned the
+    clusters ranks the 5 unseen items of the cluster first (HR@10 = 1); a random ranking gets HR@10 ≈ 10/115.
+    """
+
+    def __init__(self, shuffle=True, seed=0):
+        super().__init__()
+        rng = random.Random(seed)
+        self.num_items = NUM_ITEMS
+        self.shuffle = shuffle
+        self.train, self.val = [], []
+        for user in range(300):
+            cluster = rng.randrange(NUM_CLUSTERS)
+            items = [cluster * CLUSTER_SIZE + j for j in rng.sample(range(CLUSTER_SIZE), 6)]
+            if user < 240:
+                self.train += [(items[:i] + items[i + 1 :], items[i]) for i in range(6)]
+            else:
+                self.val.append((items[:5], items[5:]))
+        self.item_counts = torch.bincount(torch.tensor([t for _, t in self.train]), minlength=NUM_ITEMS)
+
+    def train_dataloader(self):
+        return DataLoader(self.train, batch_size=64, shuffle=self.shuffle, collate_fn=_collate_train)
+
+    def val_dataloader(self):
+        return DataLoader(self.val, batch_size=32, collate_fn=_collate_eval)
+
+    def test_dataloader(self):
+        return self.val_dataloader()
+
+
+def _trainer(max_epochs, **kwargs):
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def _task(loss="full", **kwargs):
+    pl.seed_everything(0, verbose=False)
+    model = Recommender(NUM_ITEMS, embedding_dim=16, hidden_sizes=(32,))
+    return RecommendationTask(model, loss=loss, lr=0.05, dense_lr=0.01, **kwargs)
+
+
+def test_lazy_adam_matches_adamw_on_dense_gradients():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours = LazyAdam([a], lr=0.1, weight_decay=0.01)
+    reference = torch.optim.AdamW([b], lr=0.1, weight_decay=0.01)
+    for _ in range(4):
+        grad = torch.randn(5, 3)
+        a.grad, b.grad = grad.clone(), grad.clone()
+        ours.step()
+        reference.step()
+    torch.testing.assert_close(a, b)
+
+
+def test_lazy_adam_matches_sparse_adam_and_leaves_other_rows_alone():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(20, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    start = a.detach().clone()
+    ours, reference = LazyAdam([a], lr=0.1), torch.optim.SparseAdam([b], lr=0.1)
+    for rows in ([1, 4, 4, 7], [4, 9], [1, 1, 2]):  # repeated rows sum, as in an EmbeddingBag gradient
+        index = torch.tensor([rows])
+        grad = torch.sparse_coo_tensor(index, torch.randn(len(rows), 3), (20, 3), check_invariants=True)
+        a.grad, b.grad = grad, grad.clone()
+        ours.step()
+        reference.step()
+    torch.testing.assert_close(a, b)
+    untouched = [i for i in range(20) if i not in (1, 2, 4, 7, 9)]
+    torch.testing.assert_close(a[untouched], start[untouched])
+    state = ours.state_dict()
+    restored = LazyAdam([torch.nn.Parameter(a.detach().clone())], lr=0.1)
+    restored.load_state_dict(state)
+    assert restored.state_dict()["state"][0]["step"] == 3
+
+
+def test_logged_metrics_are_means_over_all_users_of_the_epoch():
+    # 60 validation users in batches of 32 + 28: the epoch value must weigh each batch by its users.
+    task = _task("full")
+    world = ClusterWorld()
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(task, world)
+    batch = _collate_eval(world.val)
+    with torch.no_grad():
+        ids, _ = task.model.top_k(task.model(batch["history"]), 10, batch["history"])
+    expected = evaluate_rankings(ids, batch["targets"], NUM_ITEMS, ks=[10])
+    metrics = trainer.callback_metrics
+    for name, short in (("hit_rate", "hr"), ("recall", "recall"), ("ndcg", "ndcg"), ("coverage", "coverage")):
+        assert float(metrics[f"val/{short}@10"]) == pytest.approx(expected[f"{name}@10"], abs=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_training_step_shapes_and_backward():
+    task = _task("full")
+    world = ClusterWorld()
+    batch = next(iter(world.train_dataloader()))
+    loss = task.training_step(batch, 0)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert task.model.input_embeddings.grad.is_sparse
+    assert not task.model.item_table.grad.is_sparse  # the full softmax touches every row
+    optimizer = task.configure_optimizers()
+    optimizer.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.01]
+    predicted = task.predict_step(next(iter(world.val_dataloader())), 0)
+    assert predicted["ids"].shape == predicted["scores"].shape == (32, 10)
+
+
+@pytest.mark.parametrize(
+    "loss, proposal",
+    [("full", "unigram"), ("sampled", "unigram"), ("sampled", "uniform"), ("in_batch", "unigram")],
+)
+def test_tiny_run_learns_the_clusters(loss, proposal):
+    task = _task(loss, num_samples=20, proposal=proposal)
+    trainer = _trainer(max_epochs=3)
+    trainer.fit(task, ClusterWorld())
+    metrics = trainer.callback_metrics
+    assert {"val/hr@10", "val/recall@10", "val/ndcg@10", "val/coverage@10", "train/loss"} <= set(metrics)
+    assert metrics["val/hr@10"] > 0.8, f"{loss}: HR@10 {float(metrics['val/hr@10']):.2f}; random ≈ 0.09"
+    assert metrics["val/ndcg@10"] > 0.4
+    assert 0 < metrics["val/coverage@10"] <= 1
+    test = trainer.test(task, ClusterWorld(), verbose=False)[0]
+    assert test["test/hr@10"] == pytest.approx(float(metrics["val/hr@10"]))
+
+
+def test_recommend_after_training_excludes_seen_and_names_titles():
+    task = _task("full")
+    _trainer(max_epochs=3).fit(task, ClusterWorld())
+    titles = [f"cluster {i // CLUSTER_SIZE} movie {i}" for i in range(NUM_ITEMS)]
+    histories = SparseBatch.from_lists([[0, 1, 2], [55, 56]])
+    recs = task.model.recommend(histories, k=3, item_titles=titles)
+    assert not set(recs.ids[0].tolist()) & {0, 1, 2} and not set(recs.ids[1].tolist()) & {55, 56}
+    assert sum(title.startswith("cluster 0 ") for title in recs.titles[0]) >= 2
+    assert sum(title.startswith("cluster 5 ") for title in recs.titles[1]) >= 2
+    with pytest.raises(ValueError, match="user at position 0 has no history"):
+        task.model.recommend(SparseBatch.from_lists([[]]), k=3)
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_unigram_proposal_without_counts_is_a_clear_error():
+    task = _task("sampled", proposal="unigram")
+    batch = next(iter(ClusterWorld().train_dataloader()))
+    with pytest.raises(ValueError, match="needs item counts"):
+        task.training_step(batch, 0)
+    task.set_item_counts(ClusterWorld().item_counts)
+    assert torch.isfinite(task.training_step(batch, 0))
+
+
+def test_resume_from_checkpoint_continues_training_exactly(tmp_path):
+    straight = _task("full")
+    _trainer(max_epochs=2, limit_val_batches=0).fit(straight, ClusterWorld(shuffle=False))
+
+    first = _task("full")
+    trainer = _trainer(max_epochs=1, limit_val_batches=0)
+    trainer.fit(first, ClusterWorld(shuffle=False))
+    trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
+    resumed = _task("full")
+    trainer = _trainer(max_epochs=2, limit_val_batches=0)
+    trainer.fit(resumed, ClusterWorld(shuffle=False), ckpt_path=tmp_path / "epoch1.ckpt")
+
+    steps_per_epoch = 23  # ceil(240 users * 6 examples / 64)
+    assert trainer.global_step == 2 * steps_per_epoch
+    optimizer_state = trainer.optimizers[0].state_dict()["state"]
+    assert {s["step"] for s in optimizer_state.values()} == {2 * steps_per_epoch}
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=f"{name} differs after resuming")

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import torch
+
+from jointembed.baselines import EASE, PopularityRecommender, RandomRecommender
+from jointembed.data.interactions import Histories, leave_last_out
+from jointembed.data.movie_world import generate_movie_world
+from jointembed.metrics.ranking import evaluate_rankings
+
+
+def test_ease_matches_direct_numpy():
+    rows = [[0, 1], [1, 2, 3], [0, 2], [3], [0, 1, 2, 3], [1, 1]]  # the repeated 1 counts once
+    train = Histories.from_lists(rows, num_items=4)
+    x = np.zeros((6, 4))
+    for u, items in enumerate(rows):
+        x[u, items] = 1.0
+    lam = 2.0
+    p = np.linalg.inv(x.T @ x + lam * np.eye(4))
+    b = np.eye(4) - p @ np.diag(1.0 / np.diag(p))
+    model = EASE(l2=lam).fit(train)
+    torch.testing.assert_close(model.weights, torch.tensor(b, dtype=torch.float32), atol=1e-6, rtol=1e-5)
+    assert torch.all(torch.diagonal(model.weights) == 0)
+    scores = model.score(train, [1, 3])
+    torch.testing.assert_close(scores, torch.tensor(x[[1, 3]] @ b, dtype=torch.float32), atol=1e-6, rtol=1e-5)
+
+
+def test_ease_refuses_huge_catalogue():
+    with pytest.raises(ValueError, match="embedding recommender"):
+        EASE(max_items=100).fit(Histories.from_lists([[0]], num_items=101))
+
+
+def test_popularity_scores_are_counts():
+    train = Histories.from_lists([[0, 2], [2], [2, 1], [1]], num_items=4)
+    model = PopularityRecommender().fit(train)
+    assert model.score(train, [0, 1]).tolist() == [[1, 2, 3, 0]] * 2
+    assert model.recommend(train, [0, 1], k=2).tolist() == [[1, 3], [1, 0]]  # seen items excluded
+
+
+def test_baselines_beat_random_on_a_movie_world():
+    world = generate_movie_world(num_movies=300, num_users=400, mean_watches=20, seed=0)
+    train, test = leave_last_out(world.interactions)
+    users = np.flatnonzero(test.lengths() > 0)
+    results = {}
+    for name, model in (("random", RandomRecommender()), ("pop", PopularityRecommender()), ("ease", EASE(50.0))):
+        top = model.fit(train).recommend(train, users, k=10)
+        results[name] = evaluate_rankings(top, test, world.interactions.num_items, users=users)["ndcg@10"]
+    assert results["pop"] > 2 * results["random"]
+    assert results["ease"] > results["pop"]
