@@ -44,6 +44,11 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=2000)
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate of the embedding tables")
+    parser.add_argument("--dense-lr", type=float, default=1e-3, help="learning rate of the tower")
+    parser.add_argument("--embedding-dim", type=int, default=None, help="default: suggest_embedding_dim(movies)")
+    parser.add_argument("--hidden", type=int, nargs="*", default=[64], help="hidden layer widths of the tower")
+    parser.add_argument("--combiner", choices=["sum", "mean", "sqrtn"], default="sqrtn")
+    parser.add_argument("--loss", choices=["sampled", "full", "in_batch"], default="sampled")
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -68,8 +73,12 @@ def main() -> None:
     )
     data.setup("fit")
     generate_s = time.perf_counter() - start
-    model = Recommender(args.movies, hidden_sizes=(64,), sparse=True)
-    task = RecommendationTask(model, loss="sampled", num_samples=args.num_samples, proposal="unigram", lr=args.lr)
+    model = Recommender(
+        args.movies, args.embedding_dim, hidden_sizes=tuple(args.hidden), combiner=args.combiner, sparse=True
+    )
+    task = RecommendationTask(
+        model, loss=args.loss, num_samples=args.num_samples, proposal="unigram", lr=args.lr, dense_lr=args.dense_lr
+    )
     trainer = pl.Trainer(
         max_epochs=1,
         accelerator="cpu",

@@ -180,6 +180,9 @@ class Histories:
     def from_interactions(cls, interactions: Interactions) -> Histories:
         """Group events by user and sort each user's events by timestamp, ties by position in the log.
 
+        When the log is already in that order, the Histories shares its ``items`` and ``timestamps`` arrays
+        instead of copying them.
+
         Returns:
             Histories with ``interactions.num_users`` rows.
         """
@@ -188,7 +191,8 @@ class Histories:
         indptr = np.concatenate([[0], np.cumsum(counts)])
         same_user = users[1:] == users[:-1]
         if np.all((users[1:] > users[:-1]) | (same_user & (times[1:] >= times[:-1]))):  # already in order
-            return cls(indptr, interactions.items.copy(), interactions.num_items, times.copy())
+            # share the arrays (Histories are never modified in place): no second copy of a large log
+            return cls(indptr, interactions.items, interactions.num_items, times)
         order = np.lexsort((times, users))  # lexsort is stable: ties keep log order
         return cls(indptr, interactions.items[order], interactions.num_items, times[order])
 

@@ -11,7 +11,7 @@ same split (:meth:`InteractionsDataModule.baseline_metrics`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import lightning as L
@@ -29,6 +29,8 @@ from jointembed.sparse import SparseBatch
 __all__ = ["InteractionsDataModule", "MovieLensDataModule", "MovieWorldDataModule", "RecommendationSplit"]
 
 Protocol = Literal["leave_last_out", "held_out_users"]
+
+_SCORE_BUDGET = 2**24  # (user, item) scores a baseline computes at once: 64 MiB of float32
 
 
 @dataclass
@@ -133,6 +135,13 @@ class EvalUsers(Dataset):
         return {"history": self.inputs.to_sparse_batch(users), "targets": self.targets.to_sparse_batch(users)}
 
 
+def _drop_timestamps(split: RecommendationSplit) -> None:
+    """Free the split's per-entry timestamps: nothing after the split reads them (8 bytes a watch)."""
+    for name, value in vars(split).items():
+        if isinstance(value, Histories) and value.timestamps is not None:
+            setattr(split, name, replace(value, timestamps=None))
+
+
 def _identity(batch: dict[str, Any]) -> dict[str, Any]:
     return batch
 
@@ -216,6 +225,7 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
             return
         self.interactions = self.load_interactions()
         self.split = self._make_split(self.interactions)
+        _drop_timestamps(self.split)
         self.item_counts = np.bincount(self.split.train.items, minlength=self.interactions.num_items)
 
     def _make_split(self, interactions: Interactions) -> RecommendationSplit:
@@ -285,12 +295,14 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         s = self._split()
         fit_on = s.test_input if self.protocol == "leave_last_out" else s.train
         baselines: dict[str, Any] = {"popularity": PopularityRecommender()}
+        # Score at most ~2**24 (user, item) pairs at once: 1024 users x 1M items would be a 4 GB block.
+        chunk_size = max(1, _SCORE_BUDGET // s.train.num_items)
         if s.train.num_items <= self.ease_max_items:
             baselines["ease"] = EASE(l2=self.ease_l2, max_items=self.ease_max_items)
         result: dict[str, float] = {}
         for name, model in baselines.items():
             model.fit(fit_on)
-            top = model.recommend(s.test_input, s.test_users, k=k)
+            top = model.recommend(s.test_input, s.test_users, k=k, chunk_size=chunk_size)
             metrics = evaluate_rankings(top, s.test_targets, s.train.num_items, ks=[k], users=s.test_users)
             for key in (f"hit_rate@{k}", f"recall@{k}", f"ndcg@{k}", f"coverage@{k}"):
                 short = key.replace("hit_rate", "hr")
