@@ -29,6 +29,14 @@ _EXPORTS: dict[str, str] = {
     "evaluate_rankings": "jointembed.metrics.ranking",
     "Recommender": "jointembed.models.recommender",
     "EmbeddingNet": "jointembed.models.embedding_net",
+    "JointEmbeddingModel": "jointembed.models.joint",
+    "Encoder": "jointembed.encoders.base",
+    "create_encoder": "jointembed.registry",
+    "list_encoders": "jointembed.registry",
+    "create_loss": "jointembed.registry",
+    "list_losses": "jointembed.registry",
+    "retrieval_metrics": "jointembed.metrics.retrieval",
+    "zero_shot_accuracy": "jointembed.metrics.retrieval",
     "LazyAdam": "jointembed.optim",
 }
 
@@ -50,6 +58,14 @@ __all__ = [
     "evaluate_rankings",
     "Recommender",
     "EmbeddingNet",
+    "JointEmbeddingModel",
+    "Encoder",
+    "create_encoder",
+    "list_encoders",
+    "create_loss",
+    "list_losses",
+    "retrieval_metrics",
+    "zero_shot_accuracy",
     "LazyAdam",
 ]
 
@@ -57,13 +73,17 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
     from jointembed.data.interactions import Histories, Interactions
     from jointembed.data.movie_world import generate_movie_world
     from jointembed.data.movielens import read_movielens
+    from jointembed.encoders.base import Encoder
     from jointembed.errors import CheckpointError, DataFormatError, VocabularyFormatError
     from jointembed.metrics.ranking import evaluate_rankings
+    from jointembed.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
     from jointembed.models.embedding_net import EmbeddingNet
+    from jointembed.models.joint import JointEmbeddingModel
     from jointembed.models.recommender import Recommender
     from jointembed.nn.mlp import MLP
     from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim
     from jointembed.optim import LazyAdam
+    from jointembed.registry import create_encoder, create_loss, list_encoders, list_losses
     from jointembed.sparse import SparseBatch, collate_sparse
     from jointembed.vocab import Vocabulary
 
