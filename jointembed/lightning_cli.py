@@ -9,6 +9,7 @@ to ``test_metrics.json`` in the run's log directory.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def run(argv: Sequence[str]) -> int:
         subclass_mode_data=True,
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
-        args=list(argv),
+        # From the console script argv is sys.argv[1:]: let LightningCLI read it (passing both makes it warn).
+        args=None if list(argv) == sys.argv[1:] else list(argv),
     )
     return 0
