@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from jointembed.data.interactions import Histories
-from jointembed.metrics.ranking import topk_from_scorer
+from jointembed.metrics.ranking import SCORE_BUDGET, topk_from_scorer
 
 __all__ = ["RandomRecommender", "PopularityRecommender", "EASE"]
 
@@ -44,9 +44,16 @@ class _Baseline(ABC):
         users: np.ndarray | Sequence[int],
         k: int = 10,
         exclude_seen: bool = True,
-        chunk_size: int = 1024,
+        chunk_size: int | None = None,
     ) -> torch.Tensor:
-        """``(len(users), k)`` int64 top-k item IDs, best first; seen items (in ``histories``) excluded."""
+        """``(len(users), k)`` int64 top-k item IDs, best first; seen items (in ``histories``) excluded.
+
+        ``chunk_size`` users are scored at once; ``None`` keeps each score block within ``SCORE_BUDGET``
+        (16 users for a 1,000,000-item catalogue), so a large catalogue never builds a multi-GB block.
+        """
+        self._check_fitted(histories)
+        if chunk_size is None:
+            chunk_size = max(1, SCORE_BUDGET // self.num_items)
         return topk_from_scorer(
             lambda chunk: self.score(histories, chunk), users, histories if exclude_seen else None, k, chunk_size
         )

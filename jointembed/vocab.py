@@ -6,6 +6,7 @@ machines (``stable_hash``, never Python's salted ``hash``). A vocabulary saves t
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -44,10 +45,8 @@ def _check_value(value: Any) -> Value:
     if isinstance(value, str):
         return str.__str__(value)  # a subclass (numpy.str_) becomes a plain str, so it saves and hashes as one
     if not isinstance(value, bool):
-        try:
+        with contextlib.suppress(TypeError):  # not an integer either: fall through to the error below
             return operator.index(value)  # int subclasses and numpy / torch integer scalars
-        except TypeError:
-            pass
     raise TypeError(
         f"{value!r} (type {kind.__name__}) cannot be a vocabulary value: use str, int or float (not bool or None)"
     )

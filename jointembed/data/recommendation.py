@@ -30,8 +30,6 @@ __all__ = ["InteractionsDataModule", "MovieLensDataModule", "MovieWorldDataModul
 
 Protocol = Literal["leave_last_out", "held_out_users"]
 
-_SCORE_BUDGET = 2**24  # (user, item) scores a baseline computes at once: 64 MiB of float32
-
 
 @dataclass
 class RecommendationSplit:
@@ -295,14 +293,12 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         s = self._split()
         fit_on = s.test_input if self.protocol == "leave_last_out" else s.train
         baselines: dict[str, Any] = {"popularity": PopularityRecommender()}
-        # Score at most ~2**24 (user, item) pairs at once: 1024 users x 1M items would be a 4 GB block.
-        chunk_size = max(1, _SCORE_BUDGET // s.train.num_items)
         if s.train.num_items <= self.ease_max_items:
             baselines["ease"] = EASE(l2=self.ease_l2, max_items=self.ease_max_items)
         result: dict[str, float] = {}
         for name, model in baselines.items():
             model.fit(fit_on)
-            top = model.recommend(s.test_input, s.test_users, k=k, chunk_size=chunk_size)
+            top = model.recommend(s.test_input, s.test_users, k=k)
             metrics = evaluate_rankings(top, s.test_targets, s.train.num_items, ks=[k], users=s.test_users)
             for key in (f"hit_rate@{k}", f"recall@{k}", f"ndcg@{k}", f"coverage@{k}"):
                 short = key.replace("hit_rate", "hr")

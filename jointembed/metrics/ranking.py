@@ -192,6 +192,11 @@ def evaluate_rankings(
     return result
 
 
+# Largest (users × items) score block any top-k materialises at once: 2**24 floats = 64 MiB, i.e. 16 users at a
+# time for a 1,000,000-item catalogue.
+SCORE_BUDGET = 2**24
+
+
 def topk_excluding_seen(
     scores: torch.Tensor,
     seen: TargetsLike | None,

@@ -15,15 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jointembed.metrics.ranking import SCORE_BUDGET
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import Combiner, SparseEmbedding, suggest_embedding_dim
 from jointembed.sparse import SparseBatch
 
 __all__ = ["Recommender", "Recommendations"]
-
-# Largest score matrix (queries × items) materialised at once by top-k: 2**24 floats = 64 MiB, i.e. 16 users
-# at a time for a 1,000,000-item catalogue.
-_SCORE_BUDGET = 2**24
 
 
 class Recommendations(NamedTuple):
@@ -300,7 +297,7 @@ def _chunked_top_k(
     _check_k(k, num_items)
     if exclude is not None and len(exclude) != num_queries:
         raise ValueError(f"exclude has {len(exclude)} bags but there are {num_queries} queries")
-    step = max(1, _SCORE_BUDGET // num_items)
+    step = max(1, SCORE_BUDGET // num_items)
     bag_ids = None if exclude is None else exclude.bag_ids()
     ids, scores = [], []
     for start in range(0, num_queries, step):

@@ -93,7 +93,7 @@ def test_recommend_in_chunks_matches_one_block(monkeypatch):
     model = _model()
     histories = SparseBatch.from_lists([[i % 12, (3 * i) % 12] for i in range(10)])
     whole = model.recommend(histories, k=4)
-    monkeypatch.setattr(recommender_module, "_SCORE_BUDGET", 25)  # two users (24 scores) per block
+    monkeypatch.setattr(recommender_module, "SCORE_BUDGET", 25)  # two users (24 scores) per block
     chunked = model.recommend(histories, k=4)
     torch.testing.assert_close(chunked.ids, whole.ids)
     torch.testing.assert_close(chunked.scores, whole.scores)
