@@ -116,6 +116,68 @@ class TrainExamples(Dataset):
         return {"history": history, "target": torch.from_numpy(self.h.items[starts + pos])}
 
 
+class MultiTargetExamples(Dataset):
+    """Training examples shaped like the ``held_out_users`` test: one per user, many targets at once.
+
+    Each epoch, every user with at least two watches is one example: a fresh random ``target_fraction`` of their
+    watches (at least one, at most all but one) are the targets and the rest, the ``max_history`` most recent
+    when set, the input. One user vector then learns from every target, so an epoch trains on about
+    ``target_fraction`` of all watches for the price of one history per user; with one target per example
+    (:class:`TrainExamples`) that many targets would need that many history lookups.
+    Batches: ``{"history": SparseBatch (B bags), "targets": SparseBatch (B bags)}``, built whole in
+    :meth:`__getitems__`.
+    """
+
+    def __init__(self, histories: Histories, target_fraction: float, max_history: int | None) -> None:
+        if not 0.0 < target_fraction < 1.0:
+            raise ValueError(f"target_fraction must be in (0, 1), got {target_fraction}")
+        self.h = histories
+        self.lengths = histories.lengths()
+        self.target_fraction = target_fraction
+        self.max_history = max_history
+        self.users = np.flatnonzero(self.lengths >= 2)
+        if self.users.size == 0:
+            raise ValueError("no user has two or more training watches: nothing to train on")
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    def _targets_of(self, lengths: np.ndarray) -> np.ndarray:
+        """Targets of a user with each length: ``round(target_fraction * L)`` (half up), in ``[1, L - 1]``."""
+        return np.clip(np.floor(self.target_fraction * lengths + 0.5).astype(np.int64), 1, lengths - 1)
+
+    def num_targets(self) -> int:
+        """Target watches per epoch, over all examples."""
+        return int(self._targets_of(self.lengths[self.users]).sum())
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        users = self.users[np.asarray(indices, dtype=np.int64)]
+        lengths = self.lengths[users]
+        n_target = self._targets_of(lengths)
+        bag = np.repeat(np.arange(users.size), lengths)
+        pos = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        values = self.h.items[np.repeat(self.h.indptr[users], lengths) + pos]
+        # A random rank within each user (torch's RNG: seeded, and distinct in every DataLoader worker).
+        order = np.lexsort((torch.rand(pos.size, dtype=torch.float64).numpy(), bag))
+        rank = np.empty_like(pos)
+        rank[order] = pos
+        is_target = rank < np.repeat(n_target, lengths)
+        n_input = lengths - n_target
+        keep = n_input if self.max_history is None else np.minimum(n_input, self.max_history)
+        # inputs stay in watch order; the last `keep` of them are the most recent
+        input_rank = np.cumsum(~is_target) - np.repeat(np.cumsum(n_input) - n_input, lengths) - 1
+        is_input = ~is_target & (input_rank >= np.repeat(n_input - keep, lengths))
+        return {
+            "history": SparseBatch(torch.from_numpy(values[is_input]), torch.from_numpy(np.cumsum(keep) - keep)),
+            "targets": SparseBatch(
+                torch.from_numpy(values[is_target]), torch.from_numpy(np.cumsum(n_target) - n_target)
+            ),
+        }
+
+
 class EvalUsers(Dataset):
     """Evaluation users: the full input history (it is also what gets excluded) and the held-out targets."""
 
@@ -147,8 +209,10 @@ def _identity(batch: dict[str, Any]) -> dict[str, Any]:
 class InteractionsDataModule(L.LightningDataModule, ABC):
     """Splits a watch log and serves recommendation batches; subclasses say where the log comes from.
 
-    Training batches: ``{"history": SparseBatch (B bags), "target": LongTensor (B,)}``. Validation and test
-    batches: ``{"history": SparseBatch, "targets": SparseBatch}`` (all held-out items of each user).
+    Training batches: ``{"history": SparseBatch (B bags), "target": LongTensor (B,)}``, or with
+    ``target_fraction`` ``{"history": SparseBatch, "targets": SparseBatch}`` (B users, several targets each).
+    Validation and test batches: ``{"history": SparseBatch, "targets": SparseBatch}`` (all held-out items of
+    each user).
 
     Args:
         protocol: ``leave_last_out``: per user, the last watch is the test target and the one before it the
@@ -163,6 +227,11 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         max_history: Most recent watches kept in a training history; ``None`` keeps all.
         causal: Train on histories of the watches before the target only (next-watch prediction, what the
             ``leave_last_out`` test asks) instead of all the user's other watches.
+        target_fraction: Train on one example per user per epoch whose targets are a random share of their
+            watches, predicted together from the rest (:class:`MultiTargetExamples`, shaped like the
+            ``held_out_users`` test). An epoch then covers that share of every watch as a target; on huge logs
+            this learns far more per second than one target per example. Excludes ``targets_per_user`` and
+            ``causal``; ``batch_size`` then counts users.
         max_eval_users: Evaluate a seeded random sample of this many users (ranking a huge catalogue is the
             slow part of evaluation); ``None`` evaluates all.
         ease_l2: L2 weight of the EASE baseline (100 was best on ml-100k validation).
@@ -182,6 +251,7 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         targets_per_user: int | None = None,
         max_history: int | None = None,
         causal: bool = False,
+        target_fraction: float | None = None,
         max_eval_users: int | None = None,
         ease_l2: float = 100.0,
         ease_max_items: int = 10_000,
@@ -194,6 +264,15 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         for name, value in (("targets_per_user", targets_per_user), ("max_history", max_history)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if target_fraction is not None:
+            if not 0.0 < target_fraction < 1.0:
+                raise ValueError(f"target_fraction must be in (0, 1) or None, got {target_fraction}")
+            if targets_per_user is not None or causal:
+                raise ValueError(
+                    "target_fraction trains on one multi-target example per user: it cannot be combined with "
+                    f"targets_per_user={targets_per_user} or causal={causal}; set those to null/false"
+                )
+        self.target_fraction = target_fraction
         self.protocol, self.held_out_fraction, self.holdout_fraction = protocol, held_out_fraction, holdout_fraction
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.targets_per_user, self.max_history, self.max_eval_users = targets_per_user, max_history, max_eval_users
@@ -267,7 +346,11 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         return self.split
 
     def train_dataloader(self) -> DataLoader:
-        data = TrainExamples(self._split().train, self.targets_per_user, self.max_history, self.causal)
+        train = self._split().train
+        if self.target_fraction is not None:
+            data: Dataset = MultiTargetExamples(train, self.target_fraction, self.max_history)
+        else:
+            data = TrainExamples(train, self.targets_per_user, self.max_history, self.causal)
         return self._loader(data, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -337,6 +420,7 @@ class MovieWorldDataModule(InteractionsDataModule):
         mean_watches: Mean watches per user.
         popularity_exponent: Zipf exponent of movie popularity (larger = longer head).
         pool_factor: Candidates drawn per watch when sampling (larger is closer to exact, slower to generate).
+        temperature: Softmax temperature of taste affinity (smaller makes taste matter more; see the generator).
         world_seed: Seed of the generated world.
         **kwargs: Split and loader settings of :class:`InteractionsDataModule`.
     """
@@ -349,6 +433,7 @@ class MovieWorldDataModule(InteractionsDataModule):
         mean_watches: float = 20.0,
         popularity_exponent: float = 1.0,
         pool_factor: int = 8,
+        temperature: float = 1.0,
         world_seed: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -360,6 +445,7 @@ class MovieWorldDataModule(InteractionsDataModule):
             "mean_watches": mean_watches,
             "popularity_exponent": popularity_exponent,
             "pool_factor": pool_factor,
+            "temperature": temperature,
             "seed": world_seed,
         }
         self.world: MovieWorld | None = None

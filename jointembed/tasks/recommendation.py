@@ -1,10 +1,12 @@
 """Training a :class:`~jointembed.models.recommender.Recommender`: softmax losses, LazyAdam, ranking metrics.
 
 Batches are dicts. Training: ``{"history": SparseBatch, "target": (B,) int64}``, one target item per example
-(a user with several held-out items gives several examples), plus ``"user_features"`` (SparseBatch) and
-``"dense"`` ``(B, F)`` when the model takes them. Validation and test: ``{"history": SparseBatch, "targets":
-SparseBatch}``, the held-out items of each user (plus the optional features). The whole catalogue is ranked for
-each user, the history excluded, and HR@k, Recall@k, NDCG@k and catalogue coverage@k are logged per epoch.
+(a user with several held-out items gives several examples), or ``{"history": SparseBatch, "targets":
+SparseBatch}``, several targets per example sharing its user vector (the loss is the mean over all targets);
+plus ``"user_features"`` (SparseBatch) and ``"dense"`` ``(B, F)`` when the model takes them. Validation and
+test: ``{"history": SparseBatch, "targets": SparseBatch}``, the held-out items of each user (plus the optional
+features). The whole catalogue is ranked for each user, the history excluded, and HR@k, Recall@k, NDCG@k and
+catalogue coverage@k are logged per epoch.
 """
 
 from __future__ import annotations
@@ -134,8 +136,12 @@ class RecommendationTask(LightningModule):
         return self.model(history, user_features, dense)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        target = batch["target"]
         users = self(batch["history"], batch.get("user_features"), batch.get("dense"))
+        if "targets" in batch:  # several targets per example: each target gets a copy of its user's vector
+            targets: SparseBatch = batch["targets"]
+            users, target = users[targets.bag_ids()], targets.values
+        else:
+            target = batch["target"]
         loss = self._loss_module()(users, self.model.item_table, self.model.item_bias, target)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
         return loss

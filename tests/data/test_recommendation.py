@@ -8,7 +8,12 @@ import torch
 
 from jointembed.cli import main
 from jointembed.data.interactions import Histories
-from jointembed.data.recommendation import MovieLensDataModule, MovieWorldDataModule, TrainExamples
+from jointembed.data.recommendation import (
+    MovieLensDataModule,
+    MovieWorldDataModule,
+    MultiTargetExamples,
+    TrainExamples,
+)
 from jointembed.models.recommender import Recommender
 from jointembed.tasks.recommendation import RecommendationTask
 
@@ -50,6 +55,49 @@ def test_random_targets_per_user_are_valid_examples():
 def test_no_user_with_two_watches_is_an_error():
     with pytest.raises(ValueError, match="no user has two or more training watches"):
         TrainExamples(Histories.from_lists([[1], [2]], num_items=3), None, None)
+
+
+def test_multi_target_examples_split_each_user_into_input_and_targets():
+    torch.manual_seed(0)
+    rows = Histories.from_lists([list(range(10)), [5], [7, 8], [12, 13, 14, 15, 16]], num_items=20)
+    examples = MultiTargetExamples(rows, target_fraction=0.2, max_history=None)
+    assert len(examples) == 3  # the user with one watch gives no example
+    seen_targets = set()
+    for _ in range(30):
+        batch = examples.__getitems__([0, 1, 2])
+        histories, targets = batch["history"].tolist(), batch["targets"].tolist()
+        # round(0.2 * L) targets, at least one and at most L - 1; the rest is the input, in watch order
+        assert [len(t) for t in targets] == [2, 1, 1]
+        fulls = [list(range(10)), [7, 8], [12, 13, 14, 15, 16]]
+        for full, history, target in zip(fulls, histories, targets, strict=True):
+            assert sorted(history + target) == full and history == sorted(history)
+        seen_targets.update(targets[0])
+    assert len(seen_targets) >= 8  # a fresh random choice every time
+
+
+def test_multi_target_examples_keep_the_most_recent_inputs():
+    torch.manual_seed(1)
+    examples = MultiTargetExamples(Histories.from_lists([list(range(10))], 10), target_fraction=0.5, max_history=3)
+    for _ in range(10):
+        batch = examples.__getitems__([0])
+        [history], [targets] = batch["history"].tolist(), batch["targets"].tolist()
+        rest = sorted(set(range(10)) - set(targets))
+        assert len(targets) == 5 and history == rest[-3:]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_multi_target_fraction_out_of_range_is_an_error(fraction):
+    with pytest.raises(ValueError, match="target_fraction must be in"):
+        MultiTargetExamples(ROWS, fraction, None)
+    with pytest.raises(ValueError, match="target_fraction must be in"):
+        MovieWorldDataModule(target_fraction=fraction)
+
+
+def test_multi_target_excludes_one_target_per_example_options():
+    with pytest.raises(ValueError, match="cannot be combined with targets_per_user=2"):
+        MovieWorldDataModule(target_fraction=0.2, targets_per_user=2)
+    with pytest.raises(ValueError, match="causal=True"):
+        MovieWorldDataModule(target_fraction=0.2, causal=True)
 
 
 def _world(**kw):
@@ -98,12 +146,9 @@ def test_movielens_module_reads_the_user_path(tmp_path):
     assert data.split.test_users.size == 5
 
 
-def test_model_beats_popularity_on_a_small_world():
-    pl.seed_everything(0)
-    data = MovieWorldDataModule(num_movies=300, num_users=600, mean_watches=20, batch_size=128, causal=True)
-    task = RecommendationTask(Recommender(300, embedding_dim=16, hidden_sizes=[32]), lr=0.02)
+def _fit_and_test(task: RecommendationTask, data: MovieWorldDataModule, epochs: int) -> dict[str, float]:
     trainer = pl.Trainer(
-        max_epochs=4,
+        max_epochs=epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -111,8 +156,34 @@ def test_model_beats_popularity_on_a_small_world():
         enable_model_summary=False,
     )
     trainer.fit(task, datamodule=data)
-    [result] = trainer.test(task, datamodule=data, verbose=False)
+    return trainer.test(task, datamodule=data, verbose=False)[0]
+
+
+def test_model_beats_popularity_on_a_small_world():
+    pl.seed_everything(0)
+    data = MovieWorldDataModule(num_movies=300, num_users=600, mean_watches=20, batch_size=128, causal=True)
+    task = RecommendationTask(Recommender(300, embedding_dim=16, hidden_sizes=[32]), lr=0.02)
+    result = _fit_and_test(task, data, epochs=4)
     assert result["test/ndcg@10"] > result["test/baseline_popularity/ndcg@10"]
+
+
+def test_multi_target_training_beats_popularity_on_held_out_users():
+    pl.seed_everything(0)
+    data = MovieWorldDataModule(
+        num_movies=300,
+        num_users=2000,
+        mean_watches=50,
+        pool_factor=16,
+        protocol="held_out_users",
+        held_out_fraction=0.1,
+        batch_size=64,
+        target_fraction=0.2,
+    )
+    task = RecommendationTask(
+        Recommender(300, embedding_dim=8, hidden_sizes=[]), loss="sampled", num_samples=100, lr=0.05
+    )
+    result = _fit_and_test(task, data, epochs=5)
+    assert result["test/recall@10"] > 1.2 * result["test/baseline_popularity/recall@10"]
 
 
 @pytest.mark.slow

@@ -147,6 +147,20 @@ def test_training_step_shapes_and_backward():
     assert predicted["ids"].shape == predicted["scores"].shape == (32, 10)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_multi_target_step_is_the_mean_over_targets_sharing_a_user_vector():
+    task = _task("full")
+    history = SparseBatch.from_lists([[1, 2], [3], [4, 5, 6]])
+    targets = SparseBatch.from_lists([[7, 8, 9], [10], [11, 12]])
+    multi = task.training_step({"history": history, "targets": targets}, 0)
+    # the same user repeated once per target, one target each
+    repeated = SparseBatch.from_lists([[1, 2]] * 3 + [[3]] + [[4, 5, 6]] * 2)
+    single = task.training_step({"history": repeated, "target": torch.tensor([7, 8, 9, 10, 11, 12])}, 0)
+    assert float(multi) == pytest.approx(float(single), rel=1e-6)
+    multi.backward()
+    assert task.model.input_embeddings.grad is not None
+
+
 @pytest.mark.parametrize(
     "loss, proposal",
     [("full", "unigram"), ("sampled", "unigram"), ("sampled", "uniform"), ("in_batch", "unigram")],
