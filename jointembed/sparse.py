@@ -141,6 +141,19 @@ class SparseBatch:
         """``(nnz,)`` index of the bag that each entry of ``values`` belongs to."""
         return torch.repeat_interleave(torch.arange(len(self), device=self.values.device), self.lengths())
 
+    def tail(self, k: int) -> SparseBatch:
+        """The last ``k`` IDs of every bag (the whole bag when shorter), with their weights: the most recent
+        items when bags are in time order."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        lengths = self.lengths()
+        position = torch.arange(self.values.numel(), device=self.values.device) - torch.repeat_interleave(
+            self.offsets, lengths
+        )
+        keep = position >= torch.repeat_interleave(lengths - k, lengths)
+        weights = None if self.weights is None else self.weights[keep]
+        return SparseBatch(self.values[keep], _offsets_from_lengths(lengths.clamp(max=k)), weights)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SparseBatch:
         """Copy of the batch on ``device``."""
         weights = None if self.weights is None else self.weights.to(device, non_blocking=non_blocking)

@@ -88,3 +88,15 @@ def test_concat():
     a = SparseBatch.from_lists([[1], []])
     b = SparseBatch.from_lists([[2, 3]])
     assert SparseBatch.concat([a, b]).tolist() == [[1], [], [2, 3]]
+
+
+def test_tail_keeps_the_last_ids_of_every_bag_with_their_weights():
+    batch = SparseBatch.from_lists(
+        [[1, 2, 3, 4], [], [5], [6, 7]], weights=[[0.1, 0.2, 0.3, 0.4], [], [0.5], [0.6, 0.7]]
+    )
+    tail = batch.tail(2)
+    assert tail.tolist() == [[3, 4], [], [5], [6, 7]]
+    assert tail.weights.tolist() == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])
+    assert SparseBatch.from_lists([[1, 2, 3]]).tail(1).tolist() == [[3]]
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        batch.tail(0)

@@ -112,11 +112,19 @@ class RecommendationTask(LightningModule):
         self.loss_fn = self._build_loss(counts).to(self.device)
 
     def setup(self, stage: str) -> None:
-        """Read ``item_counts`` (and check ``num_items``) from the data module when the loss needs them."""
+        """Read ``item_counts`` from the data module when the loss needs them; check ``num_items`` (and, with
+        ``recent_items``, ``num_user_features``) against the model."""
         datamodule = self.trainer.datamodule
         num_items = getattr(datamodule, "num_items", None)
         if num_items is not None and num_items != self.model.num_items:
             raise ValueError(f"the data has num_items={num_items} but the model was built with {self.model.num_items}")
+        recent = getattr(datamodule, "recent_items", 0)
+        if recent and num_items is not None and self.model.config["num_user_features"] != num_items:
+            raise ValueError(
+                f"the data module adds each history's {recent} latest watches as user features (recent_items="
+                f"{recent}), so the model needs num_user_features={num_items} (the catalogue size), got "
+                f"{self.model.config['num_user_features']}"
+            )
         if self.loss_fn is None and getattr(datamodule, "item_counts", None) is not None:
             self.set_item_counts(datamodule.item_counts)
 

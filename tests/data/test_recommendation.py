@@ -121,6 +121,18 @@ def test_leave_last_out_batches_and_counts():
     assert len(train["history"]) == 64 and train["target"].shape == (64,)
 
 
+def test_recent_items_add_the_latest_watches_as_user_features():
+    data = _world(causal=True, recent_items=3)
+    train = next(iter(data.train_dataloader()))
+    test = next(iter(data.test_dataloader()))
+    for batch in (train, test):
+        recent, history = batch["user_features"].tolist(), batch["history"].tolist()
+        assert recent == [h[-3:] for h in history]
+    assert "user_features" not in next(iter(_world().train_dataloader()))
+    with pytest.raises(ValueError, match="recent_items must be >= 0, got -1"):
+        MovieWorldDataModule(recent_items=-1)
+
+
 def test_held_out_users_are_unseen_in_training():
     data = _world(protocol="held_out_users", held_out_fraction=0.2)
     s = data.split
@@ -217,8 +229,6 @@ def test_movielens_recipe_on_ml100k(tmp_path):
     overrides = [
         "--data.init_args.path",
         str(ML100K),
-        "--trainer.max_epochs",
-        "2",
         "--trainer.enable_progress_bar",
         "false",
         "--trainer.logger.init_args.save_dir",
@@ -227,6 +237,8 @@ def test_movielens_recipe_on_ml100k(tmp_path):
     assert main(["fit", "--config", str(REPO / "recipes" / "movielens.yaml"), *overrides]) == 0
     [path] = tmp_path.glob("**/test_metrics.json")
     metrics = json.loads(path.read_text())
-    # random ranking of 1,682 movies gives HR@10 ≈ 0.006; two epochs already beat the popularity baseline
-    assert metrics["test/hr@10"] > metrics["test/baseline_popularity/hr@10"]
+    # the target: the recipe as shipped (about a minute) beats EASE on HR@10 and NDCG@10 (measured 0.181 and
+    # 0.091 against 0.148 and 0.072; random ranking of 1,682 movies gives HR@10 ≈ 0.006)
     assert metrics["test/baseline_ease/hr@10"] > 0.14  # EASE with λ = 100, as in benchmarks/baselines_ml100k.py
+    assert metrics["test/hr@10"] > metrics["test/baseline_ease/hr@10"]
+    assert metrics["test/ndcg@10"] > metrics["test/baseline_ease/ndcg@10"]

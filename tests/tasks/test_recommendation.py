@@ -219,3 +219,16 @@ def test_resume_from_checkpoint_continues_training_exactly(tmp_path):
     assert {s["step"] for s in optimizer_state.values()} == {2 * steps_per_epoch}
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(a, b, msg=f"{name} differs after resuming")
+
+
+def test_recent_items_need_a_user_feature_table_over_the_catalogue():
+    from jointembed.data.recommendation import MovieWorldDataModule
+
+    data = MovieWorldDataModule(num_movies=50, num_users=40, mean_watches=8, causal=True, recent_items=2)
+    trainer = _trainer(max_epochs=1)
+    with pytest.raises(ValueError, match="needs num_user_features=50 .* got 0"):
+        trainer.fit(RecommendationTask(Recommender(50, 4)), data)
+    task = RecommendationTask(Recommender(50, 4, num_user_features=50))
+    before = task.model.user_feature_embedding.weight.detach().clone()
+    _trainer(max_epochs=1).fit(task, data)
+    assert not torch.equal(before, task.model.user_feature_embedding.weight.detach())  # the recent bag trains
