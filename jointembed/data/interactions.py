@@ -382,15 +382,22 @@ class HeldOutUsersSplit:
     val_targets: Histories
 
 
+def random_rank_in_rows(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``(nnz,)`` rank of each entry within its row in a random order: ``rows`` ``(nnz,)`` is sorted (row-major
+    layout) and ``keys`` ``(nnz,)`` are uniform random numbers that set the order."""
+    order = np.lexsort((keys, rows))
+    counts = np.bincount(rows) if rows.size else np.zeros(0, dtype=np.int64)
+    rank = np.empty(rows.size, dtype=np.int64)
+    rank[order] = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    return rank
+
+
 def _target_mask(histories: Histories, n_target: np.ndarray, order: str, rng: np.random.Generator) -> np.ndarray:
     """``(nnz,)`` True for the entries held out: the last (``"time"``) or random ``n_target[u]`` of row u."""
     lengths = histories.lengths()
     if order == "time":
         return histories.positions() >= np.repeat(lengths - n_target, lengths)
-    rows = histories.row_ids()
-    by_key = np.lexsort((rng.random(histories.nnz), rows))  # random order within each row
-    rank = np.empty(histories.nnz, dtype=np.int64)
-    rank[by_key] = histories.positions()  # positions() is the within-row rank for the sorted layout
+    rank = random_rank_in_rows(histories.row_ids(), rng.random(histories.nnz))
     return rank < np.repeat(n_target, lengths)
 
 

@@ -21,7 +21,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jointembed.baselines import EASE, PopularityRecommender
-from jointembed.data.interactions import Histories, Interactions, held_out_users, temporal_split
+from jointembed.data.interactions import (
+    Histories,
+    Interactions,
+    held_out_users,
+    random_rank_in_rows,
+    temporal_split,
+)
 from jointembed.data.movie_world import MovieWorld, generate_movie_world
 from jointembed.data.movielens import read_movielens
 from jointembed.metrics.ranking import evaluate_rankings
@@ -161,10 +167,8 @@ class MultiTargetExamples(Dataset):
         bag = np.repeat(np.arange(users.size), lengths)
         pos = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         values = self.h.items[np.repeat(self.h.indptr[users], lengths) + pos]
-        # A random rank within each user (torch's RNG: seeded, and distinct in every DataLoader worker).
-        order = np.lexsort((torch.rand(pos.size, dtype=torch.float64).numpy(), bag))
-        rank = np.empty_like(pos)
-        rank[order] = pos
+        # torch's RNG: seeded by seed_everything, and distinct in every DataLoader worker
+        rank = random_rank_in_rows(bag, torch.rand(pos.size, dtype=torch.float64).numpy())
         is_target = rank < np.repeat(n_target, lengths)
         n_input = lengths - n_target
         keep = n_input if self.max_history is None else np.minimum(n_input, self.max_history)

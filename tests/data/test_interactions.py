@@ -7,6 +7,7 @@ from jointembed.data.interactions import (
     Interactions,
     held_out_users,
     leave_last_out,
+    random_rank_in_rows,
     temporal_split,
 )
 
@@ -115,3 +116,10 @@ def test_interactions_validation():
         Interactions([0], [1, 2], [0, 0], num_users=1, num_items=3)
     with pytest.raises(ValueError, match="item_titles has 1 entries"):
         Interactions([0], [1], [0], num_users=1, num_items=3, item_titles=["a"])
+
+
+def test_random_rank_in_rows_is_a_permutation_of_each_row():
+    rows = np.array([0, 0, 0, 2, 2, 3])
+    keys = np.array([0.9, 0.1, 0.5, 0.3, 0.2, 0.7])
+    assert random_rank_in_rows(rows, keys).tolist() == [2, 0, 1, 1, 0, 0]
+    assert random_rank_in_rows(np.zeros(0, dtype=np.int64), np.zeros(0)).tolist() == []
