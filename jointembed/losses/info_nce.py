@@ -22,7 +22,7 @@ from torch import nn
 
 from jointembed.registry import register_loss
 
-__all__ = ["InfoNCELoss", "check_pair_inputs"]
+__all__ = ["InfoNCELoss", "ScaledPairLoss", "check_pair_inputs"]
 
 
 def check_pair_inputs(a: torch.Tensor, b: torch.Tensor, positives: torch.Tensor | None) -> torch.Tensor:
@@ -43,8 +43,31 @@ def check_pair_inputs(a: torch.Tensor, b: torch.Tensor, positives: torch.Tensor 
     return positives.to(a.device) | eye
 
 
+class ScaledPairLoss(nn.Module):
+    """Base of the pairwise contrastive losses: a learnable logit scale ``exp(log_scale)``, clamped to
+    ``max_scale`` when read (so its gradient is zero while it sits above the clamp).
+
+    Args:
+        init_scale: Initial scale, in ``(0, max_scale]``.
+        max_scale: Upper clamp of the scale.
+        learnable: Learn the scale (True) or keep it fixed at ``init_scale``.
+    """
+
+    def __init__(self, init_scale: float, max_scale: float, learnable: bool) -> None:
+        super().__init__()
+        if not 0 < init_scale <= max_scale:
+            raise ValueError(f"need 0 < init_scale <= max_scale, got init_scale={init_scale}, max_scale={max_scale}")
+        self.max_scale = max_scale
+        self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The current (clamped) scale, a scalar tensor."""
+        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
+
+
 @register_loss("info_nce")
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(ScaledPairLoss):
     """Symmetric CLIP loss with a learnable, clamped inverse temperature and multi-positive soft targets.
 
     Args:
@@ -54,16 +77,7 @@ class InfoNCELoss(nn.Module):
     """
 
     def __init__(self, init_scale: float = 1 / 0.07, max_scale: float = 100.0, learnable_scale: bool = True) -> None:
-        super().__init__()
-        if not 0 < init_scale <= max_scale:
-            raise ValueError(f"need 0 < init_scale <= max_scale, got init_scale={init_scale}, max_scale={max_scale}")
-        self.max_scale = max_scale
-        self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable_scale)
-
-    @property
-    def scale(self) -> torch.Tensor:
-        """The current (clamped) logit scale, a scalar tensor."""
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
+        super().__init__(init_scale, max_scale, learnable_scale)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
         """Scalar loss for paired embeddings ``a`` ``(n, D)``, ``b`` ``(n, D)`` (L2-normalised) and optional

@@ -9,20 +9,18 @@ As in the paper the loss is ``-Σ_ij log σ(label_ij · z_ij) / n``: summed over
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointembed.losses.info_nce import check_pair_inputs
+from jointembed.losses.info_nce import ScaledPairLoss, check_pair_inputs
 from jointembed.registry import register_loss
 
 __all__ = ["SigLIPLoss"]
 
 
 @register_loss("siglip")
-class SigLIPLoss(nn.Module):
+class SigLIPLoss(ScaledPairLoss):
     """Sigmoid loss over every pair with a learnable scale and bias.
 
     Args:
@@ -35,17 +33,8 @@ class SigLIPLoss(nn.Module):
     def __init__(
         self, init_scale: float = 10.0, init_bias: float = -10.0, max_scale: float = 100.0, learnable: bool = True
     ) -> None:
-        super().__init__()
-        if not 0 < init_scale <= max_scale:
-            raise ValueError(f"need 0 < init_scale <= max_scale, got init_scale={init_scale}, max_scale={max_scale}")
-        self.max_scale = max_scale
-        self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
+        super().__init__(init_scale, max_scale, learnable)
         self.bias = nn.Parameter(torch.tensor(float(init_bias)), requires_grad=learnable)
-
-    @property
-    def scale(self) -> torch.Tensor:
-        """The current (clamped) scale, a scalar tensor."""
-        return self.log_scale.clamp(max=math.log(self.max_scale)).exp()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, positives: torch.Tensor | None = None) -> torch.Tensor:
         """Scalar loss for paired embeddings ``a`` ``(n, D)``, ``b`` ``(n, D)`` (L2-normalised) and optional
