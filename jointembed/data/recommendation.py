@@ -31,6 +31,7 @@ from jointembed.data.interactions import (
 from jointembed.data.movie_world import MovieWorld, generate_movie_world
 from jointembed.data.movielens import read_movielens
 from jointembed.metrics.ranking import evaluate_rankings
+from jointembed.models.recommender import recent_watches
 from jointembed.sparse import SparseBatch
 
 __all__ = ["InteractionsDataModule", "MovieLensDataModule", "MovieWorldDataModule", "RecommendationSplit"]
@@ -213,7 +214,7 @@ def _identity(batch: dict[str, Any]) -> dict[str, Any]:
 
 def _with_recent(batch: dict[str, Any], k: int) -> dict[str, Any]:
     """Add the last ``k`` watches of each (time-ordered) history as the ``user_features`` bag."""
-    batch["user_features"] = batch["history"].tail(k)
+    batch["user_features"] = recent_watches(batch["history"], k)
     return batch
 
 
@@ -314,6 +315,13 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
     def item_titles(self) -> list[str] | None:
         """Title of each item ID, when the source has titles."""
         return None if self.interactions is None else self.interactions.item_titles
+
+    @property
+    def item_keys(self) -> list[int | str] | None:
+        """Raw key of each item ID (e.g. MovieLens movie IDs), when the source has a vocabulary."""
+        if self.interactions is None or self.interactions.item_vocab is None:
+            return None
+        return self.interactions.item_vocab.values
 
     def setup(self, stage: str | None = None) -> None:
         """Load and split once (every stage shares the split)."""

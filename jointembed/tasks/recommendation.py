@@ -11,7 +11,11 @@ catalogue coverage@k are logged per epoch.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule
@@ -21,9 +25,30 @@ from jointembed.losses.sampled_softmax import FullSoftmaxLoss, InBatchSoftmaxLos
 from jointembed.metrics.ranking import evaluate_rankings
 from jointembed.models.recommender import Recommender
 from jointembed.optim import LazyAdam
+from jointembed.pretrained import model_card
 from jointembed.sparse import SparseBatch
 
-__all__ = ["RecommendationTask"]
+__all__ = ["RecommendationTask", "ItemCatalogue"]
+
+
+@runtime_checkable
+class ItemCatalogue(Protocol):
+    """What a data module tells an exported recommender about its items
+    (:class:`~jointembed.data.recommendation.InteractionsDataModule` is one).
+
+    Attributes:
+        item_keys: Raw key of each item ID (e.g. MovieLens movie IDs), or ``None`` when the IDs are the keys.
+        item_titles: Title of each item ID, or ``None``.
+        recent_items: Latest watches the data module adds as the user-feature bag (0 for none).
+    """
+
+    @property
+    def item_keys(self) -> list[int | str] | None: ...
+
+    @property
+    def item_titles(self) -> list[str] | None: ...
+
+    recent_items: int
 
 
 class RecommendationTask(LightningModule):
@@ -208,6 +233,62 @@ class RecommendationTask(LightningModule):
             recommended = self.all_gather(recommended.to(torch.uint8)).reshape(-1, recommended.numel()).any(0)
         self.log(f"{stage}/coverage@{self.eval_k}", recommended.float().mean())
         self._recommended = None
+
+    def export_pretrained(
+        self,
+        folder: str | os.PathLike,
+        metrics: Mapping[str, Any] | None = None,
+        catalogue: ItemCatalogue | None = None,
+    ) -> Path:
+        """Write the model as a pretrained folder with its item keys, titles and ``recent_items`` and a model card.
+
+        ``jointembed fit`` calls this after testing, with the test ``metrics``, writing ``<log_dir>/pretrained``;
+        load it with :class:`~jointembed.models.recommender.PretrainedRecommender`.
+
+        Args:
+            folder: Destination (replaced atomically).
+            metrics: Test metrics for the model card.
+            catalogue: Where the item keys, titles and ``recent_items`` come from; by default the trainer's data
+                module. Without one the items are keyed by their IDs (with a warning).
+
+        Returns:
+            The folder.
+        """
+        if catalogue is None and self._trainer is not None and isinstance(self.trainer.datamodule, ItemCatalogue):
+            catalogue = self.trainer.datamodule
+        if catalogue is None:
+            warnings.warn(
+                "no item catalogue (a data module with item_keys, item_titles and recent_items): the pretrained "
+                "folder keys items by their IDs 0..N-1, without titles or a recent-watches bag",
+                stacklevel=2,
+            )
+        keys = None if catalogue is None else catalogue.item_keys
+        titles = None if catalogue is None else catalogue.item_titles
+        recent = 0 if catalogue is None else catalogue.recent_items
+        example = [0, 1, 2] if keys is None else keys[:3]
+        usage = (
+            "from jointembed.models.recommender import PretrainedRecommender\n\n"
+            'recommender = PretrainedRecommender.from_pretrained("path/to/this/folder")\n'
+            f"for item in recommender.recommend({example!r}, k=10):  # watched item keys (or titles), oldest first\n"
+            "    print(item.key, item.title, round(item.score, 2))"
+        )
+        config = self.model.config
+        card = model_card(
+            "jointembed recommender",
+            f"A retrieval recommender over {config['num_items']} items: the bag of items a user watched in, a score "
+            "for every item out (the YouTube candidate-generation architecture), trained with jointembed.",
+            usage,
+            metrics,
+            {
+                "items": config["num_items"],
+                "embedding dimension": config["embedding_dim"],
+                "tower": config["hidden_sizes"],
+                "recent watches as their own bag": recent,
+                "loss": self.loss_name,
+                "item keys": "raw keys of the data" if keys is not None else "item IDs",
+            },
+        )
+        return self.model.save_pretrained(folder, keys, titles, recent, card)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         tables = self.model.embedding_parameters()

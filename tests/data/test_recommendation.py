@@ -14,7 +14,7 @@ from jointembed.data.recommendation import (
     MultiTargetExamples,
     TrainExamples,
 )
-from jointembed.models.recommender import Recommender
+from jointembed.models.recommender import PretrainedRecommender, Recommender
 from jointembed.tasks.recommendation import RecommendationTask
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,6 +218,8 @@ def test_movie_world_recipe_through_the_cli(tmp_path):
     [path] = tmp_path.glob("**/test_metrics.json")
     metrics = json.loads(path.read_text())
     assert {"test/hr@10", "test/ndcg@10", "test/baseline_ease/hr@10"} <= set(metrics)
+    recommender = PretrainedRecommender.from_pretrained(path.parent / "pretrained")
+    assert [item.title for item in recommender.recommend([0, 1, 2], k=3)][0].startswith("movie ")
 
 
 ML100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
@@ -242,3 +244,11 @@ def test_movielens_recipe_on_ml100k(tmp_path):
     assert metrics["test/baseline_ease/hr@10"] > 0.14  # EASE with λ = 100, as in benchmarks/baselines_ml100k.py
     assert metrics["test/hr@10"] > metrics["test/baseline_ease/hr@10"]
     assert metrics["test/ndcg@10"] > metrics["test/baseline_ease/ndcg@10"]
+    # the run's pretrained folder answers in raw MovieLens movie IDs: Star Wars, Return of the Jedi, Toy Story
+    recommender = PretrainedRecommender.from_pretrained(path.parent / "pretrained")
+    assert recommender.recent_items == 2 and "| test/hr@10 |" in (path.parent / "pretrained" / "README.md").read_text()
+    watched = [50, 181, 1]
+    recommended = recommender.recommend(watched, k=10)
+    assert len(recommended) == 10 and not {item.key for item in recommended} & set(watched)
+    assert all(isinstance(item.key, int) and item.title.endswith(")") for item in recommended)  # "Title (1977)"
+    assert recommender.recommend(["Star Wars (1977)", "181", 1], k=10) == recommended

@@ -232,3 +232,57 @@ def test_recent_items_need_a_user_feature_table_over_the_catalogue():
     before = task.model.user_feature_embedding.weight.detach().clone()
     _trainer(max_epochs=1).fit(task, data)
     assert not torch.equal(before, task.model.user_feature_embedding.weight.detach())  # the recent bag trains
+
+
+def _write_tiny_movielens(folder):
+    """40 users, 8 watches each of 30 movies with MovieLens-style raw IDs (1000 + 7 i) and titles."""
+    rng = random.Random(0)
+    folder.mkdir()
+    ratings = [
+        f"{user}\t{1000 + 7 * movie}\t4\t{1000 * user + t}\n"
+        for user in range(1, 41)
+        for t, movie in enumerate(rng.sample(range(30), 8))
+    ]
+    (folder / "u.data").write_text("".join(ratings))
+    flags = "|".join(["0"] * 19)
+    movies = [f"{1000 + 7 * m}|Movie {m} (1995)|01-Jan-1995||x|{flags}\n" for m in range(30)]
+    (folder / "u.item").write_text("".join(movies))
+    return folder
+
+
+def test_exported_folder_recommends_by_raw_keys_as_the_data_module_feeds_the_model(tmp_path):
+    from jointembed.data.recommendation import MovieLensDataModule
+    from jointembed.models.recommender import PretrainedRecommender
+
+    data = MovieLensDataModule(str(_write_tiny_movielens(tmp_path / "ml")), causal=True, recent_items=2)
+    pl.seed_everything(0, verbose=False)
+    task = RecommendationTask(Recommender(30, 8, hidden_sizes=(16,), num_user_features=30, dropout=0.2))
+    _trainer(max_epochs=1).fit(task, data)
+    folder = task.export_pretrained(tmp_path / "pretrained", {"test/hr@10": 0.25})
+    card = (folder / "README.md").read_text()
+    assert "| test/hr@10 | 0.2500 |" in card and "PretrainedRecommender.from_pretrained" in card
+    recommender = PretrainedRecommender.from_pretrained(folder)
+    assert recommender.recent_items == 2 and recommender.item_keys == data.item_keys
+    assert recommender.item_titles == data.item_titles and recommender.item_keys[0] >= 1000
+    # the test batch as the data module builds it (recent watches in user_features) vs. raw keys in, raw keys out
+    batch = next(iter(data.test_dataloader()))
+    task.model.eval()
+    with torch.no_grad():
+        ids, scores = task.model.top_k(task(batch["history"], batch["user_features"]), 10, batch["history"])
+    raw = [[data.item_keys[i] for i in bag] for bag in batch["history"].tolist()]
+    got = recommender.recommend(raw, k=10)
+    assert [[item.key for item in row] for row in got] == [[data.item_keys[i] for i in row] for row in ids.tolist()]
+    torch.testing.assert_close(torch.tensor([[item.score for item in row] for row in got]), scores)
+
+
+def test_export_without_an_item_catalogue_keys_items_by_id(tmp_path):
+    from jointembed.models.recommender import PretrainedRecommender
+
+    task = _task("full")
+    with pytest.warns(UserWarning, match="keys items by their IDs"):
+        folder = task.export_pretrained(tmp_path / "pretrained")
+    recommender = PretrainedRecommender.from_pretrained(folder)
+    assert recommender.item_keys == list(range(NUM_ITEMS)) and recommender.item_titles is None
+    assert [item.key for item in recommender.recommend([0, 1], k=3)] == task.model.recommend(
+        SparseBatch.from_lists([[0, 1]]), k=3
+    ).ids[0].tolist()
