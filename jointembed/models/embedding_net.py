@@ -7,17 +7,22 @@ class for classification. The embedding table is learnt only through the task's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import inspect
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from jointembed.errors import CheckpointError
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import SparseEmbedding
+from jointembed.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights
 from jointembed.sparse import SparseBatch
 
-__all__ = ["EmbeddingNet"]
+__all__ = ["EmbeddingNet", "load_network"]
 
 
 class EmbeddingNet(nn.Module):
@@ -58,6 +63,17 @@ class EmbeddingNet(nn.Module):
         if num_dense_features < 0:
             raise ValueError(f"num_dense_features must be >= 0, got {num_dense_features}")
         self.embedding = SparseEmbedding(num_embeddings, embedding_dim, combiner=combiner)
+        self._config = {
+            "num_embeddings": int(num_embeddings),
+            "out_features": int(out_features),
+            "embedding_dim": int(self.embedding.embedding_dim),  # resolved: a reload must not re-run the rule
+            "combiner": combiner,
+            "num_dense_features": int(num_dense_features),
+            "hidden_sizes": [int(size) for size in hidden_sizes],
+            "activation": activation,
+            "dropout": float(dropout),
+            "norm": norm,
+        }
         self.num_dense_features = num_dense_features
         self.out_features = out_features
         self.tower = MLP(
@@ -78,6 +94,28 @@ class EmbeddingNet(nn.Module):
     def embedding_dim(self) -> int:
         """Width ``d`` of the embedding (the rule of thumb's value when none was given)."""
         return self.embedding.embedding_dim
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as JSON types (``embedding_dim`` resolved), so that
+        ``EmbeddingNet(**net.get_config())`` rebuilds the same architecture; pretrained folders save it."""
+        return dict(self._config, hidden_sizes=list(self._config["hidden_sizes"]))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EmbeddingNet:
+        """Build the network :meth:`get_config` describes (fresh weights).
+
+        Raises:
+            ValueError: ``config`` names an argument the constructor does not take, lacks a required one, or
+                holds an invalid value; the message names it.
+        """
+        known = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ValueError(f"unknown EmbeddingNet argument(s) {unknown}; it takes {known}")
+        try:
+            return cls(**config)
+        except TypeError as error:  # a required argument is missing
+            raise ValueError(f"cannot build an EmbeddingNet from {dict(config)}: {error}") from error
 
     def embed(self, sparse: SparseBatch) -> torch.Tensor:
         """The learnt embedding of each bag: ``(B, embedding_dim)``, before the dense features and hidden layers."""
@@ -130,3 +168,35 @@ class EmbeddingNet(nn.Module):
         """Parameter counts: ``{"embedding": ..., "total": ...}``."""
         embedding = sum(p.numel() for p in self.embedding.parameters())
         return {"embedding": embedding, "total": sum(p.numel() for p in self.parameters())}
+
+
+def load_network(
+    folder: str | os.PathLike,
+    config: Mapping[str, Any],
+    strict: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> EmbeddingNet:
+    """The :class:`EmbeddingNet` of a pretrained folder: built from ``config["network"]`` (its
+    :meth:`~EmbeddingNet.get_config`), weights read from the folder's ``model.safetensors`` (the network's own
+    ``state_dict`` keys).
+
+    Args:
+        folder: The pretrained folder.
+        config: Its ``config.json``, already read and checked for format and version.
+        strict: Require the weights' keys to match exactly.
+        map_location: Device the weights are read onto.
+
+    Raises:
+        CheckpointError: The ``network`` field is missing or does not build a network, or the weights are missing,
+            truncated or do not match; the message names the file and the field or keys.
+    """
+    folder = Path(folder)
+    spec = config.get("network")
+    if not isinstance(spec, Mapping):
+        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'network' must hold the EmbeddingNet's arguments")
+    try:
+        network = EmbeddingNet.from_config(spec)
+    except ValueError as error:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'network': {error}") from error
+    load_weights(network, folder / WEIGHTS_NAME, strict=strict, map_location=map_location)
+    return network.to(map_location)

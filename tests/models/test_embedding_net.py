@@ -1,8 +1,12 @@
+import json
+
 import pytest
 import torch
 
-from jointembed.models.embedding_net import EmbeddingNet
+from jointembed.errors import CheckpointError
+from jointembed.models.embedding_net import EmbeddingNet, load_network
 from jointembed.nn import suggest_embedding_dim
+from jointembed.pretrained import WEIGHTS_NAME, state_for_saving, write_folder
 from jointembed.sparse import SparseBatch
 
 
@@ -67,3 +71,36 @@ def test_bad_arguments():
         EmbeddingNet(4, out_features=0)
     with pytest.raises(ValueError, match="num_dense_features must be >= 0"):
         EmbeddingNet(4, out_features=1, num_dense_features=-1)
+
+
+def test_config_rebuilds_the_same_architecture_with_the_resolved_width():
+    net = EmbeddingNet(81, out_features=2, num_dense_features=3, hidden_sizes=(8, 4), dropout=0.1, norm="layer")
+    config = net.get_config()
+    assert config["embedding_dim"] == suggest_embedding_dim(81) and config["hidden_sizes"] == [8, 4]
+    again = EmbeddingNet.from_config(json.loads(json.dumps(config)))
+    assert again.get_config() == config
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match=r"unknown EmbeddingNet argument\(s\) \['width'\]"):
+        EmbeddingNet.from_config(config | {"width": 3})
+    with pytest.raises(ValueError, match="cannot build an EmbeddingNet"):
+        EmbeddingNet.from_config({"num_embeddings": 4})
+
+
+def test_load_network_reads_weights_and_names_bad_files(tmp_path):
+    torch.manual_seed(0)
+    net = EmbeddingNet(6, out_features=2, embedding_dim=3, hidden_sizes=[4])
+    config = {"format": "test", "version": 1, "network": net.get_config()}
+    write_folder(tmp_path / "f", config, state_for_saving(net))
+    loaded = load_network(tmp_path / "f", config)
+    torch.testing.assert_close(loaded(_batch()), net(_batch()), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match=r"config\.json: field 'network': unknown EmbeddingNet argument"):
+        load_network(tmp_path / "f", config | {"network": {**net.get_config(), "depth": 2}})
+    with pytest.raises(CheckpointError, match="field 'network' must hold"):
+        load_network(tmp_path / "f", {"format": "test", "version": 1})
+    wider = config | {"network": {**net.get_config(), "embedding_dim": 5}}
+    with pytest.raises(CheckpointError, match=r"shape mismatch: embedding\.bag\.weight"):
+        load_network(tmp_path / "f", wider)
+    weights = tmp_path / "f" / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot read safetensors weights"):
+        load_network(tmp_path / "f", config)
