@@ -12,28 +12,36 @@ Features, all fit on the **training split only** (the train file minus a seeded 
   standard deviation;
 - target: ``median_house_value`` in dollars (the task standardises it with :attr:`HousingDataModule.target_stats`).
 
-Missing values (an empty field, ``NaN``, ``NA``, ``null``) follow ``on_missing``: ``"impute"`` (the default)
-replaces each missing feature with the training split's median of its column and warns with the count per
-column; ``"error"`` raises :class:`~jointembed.errors.DataFormatError` naming the file, line and column. A missing
-target is always an error, as is text that is not a number. No NaN ever reaches the model.
+Reading, parsing, imputation and the fitted featurizer live in :mod:`jointembed.data.housing_features` (the
+unit a pretrained house-price folder saves and calls on raw rows); their names are re-exported here. Missing
+values follow ``on_missing``: ``"impute"`` (the default) replaces each missing feature with the training split's
+median of its column and warns with the count per column; ``"error"`` raises
+:class:`~jointembed.errors.DataFormatError` naming the file, line and column. No NaN ever reaches the model.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import Dataset
 
+from jointembed.data.housing_features import (
+    FEATURE_COLUMNS,
+    TARGET_COLUMN,
+    Bucketing,
+    HousingFeaturizer,
+    HousingTable,
+    OnMissing,
+    bucketize,
+    fit_boundaries,
+    ids_to_sparse,
+    read_housing_csv,
+)
 from jointembed.data.splits import SplitDataModule
-from jointembed.errors import DataFormatError
 from jointembed.sparse import SparseBatch
 
 __all__ = [
@@ -49,134 +57,8 @@ __all__ = [
     "collate_housing",
 ]
 
-FEATURE_COLUMNS = (
-    "longitude",
-    "latitude",
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-)
-TARGET_COLUMN = "median_house_value"
 TRAIN_FILE = "california_housing_train.csv"
 TEST_FILE = "california_housing_test.csv"
-_MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
-
-OnMissing = Literal["impute", "error"]
-Bucketing = Literal["quantile", "uniform"]
-
-
-@dataclass(frozen=True)
-class HousingTable:
-    """The rows of one housing CSV file.
-
-    Attributes:
-        path: The file read.
-        features: ``(N, 8)`` float64 columns in :data:`FEATURE_COLUMNS` order; NaN where a value is missing.
-        target: ``(N,)`` float64 median house values in dollars.
-        lines: ``(N,)`` line number of each row in the file (the header is line 1), for error messages.
-    """
-
-    path: Path
-    features: np.ndarray
-    target: np.ndarray
-    lines: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-    def take(self, rows: np.ndarray) -> HousingTable:
-        """The table restricted to ``rows`` (indices), keeping each row's line number."""
-        return HousingTable(self.path, self.features[rows], self.target[rows], self.lines[rows])
-
-
-def read_housing_csv(path: str | Path, on_missing: OnMissing = "impute") -> HousingTable:
-    """Read a California housing CSV (a header row naming at least the nine columns; extra columns are ignored).
-
-    Args:
-        path: The CSV file.
-        on_missing: ``"impute"`` keeps a missing feature as NaN (the data module fills it with the training
-            split's median); ``"error"`` raises at the first missing feature.
-
-    Raises:
-        DataFormatError: A missing column, a row with too few fields, text that is not a finite number, a missing
-            target, or (``on_missing="error"``) a missing feature; the message names the file, line and column.
-    """
-    if on_missing not in ("impute", "error"):
-        raise ValueError(f"on_missing must be 'impute' or 'error', got {on_missing!r}")
-    path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise DataFormatError(f"{path}: the file is empty (expected a header row naming the columns)")
-        header = [name.strip() for name in header]
-        missing = [c for c in (*FEATURE_COLUMNS, TARGET_COLUMN) if c not in header]
-        if missing:
-            raise DataFormatError(f"{path}, line 1: the header lacks column(s) {missing}; it has {header}")
-        positions = [header.index(c) for c in (*FEATURE_COLUMNS, TARGET_COLUMN)]
-        rows, lines = [], []
-        for line, fields in enumerate(reader, start=2):
-            if not fields:  # a blank line
-                continue
-            if len(fields) < len(header):
-                raise DataFormatError(f"{path}, line {line}: expected {len(header)} fields, got {len(fields)}")
-            rows.append([_parse_number(fields[p], path, line, header[p], on_missing) for p in positions])
-            lines.append(line)
-    if not rows:
-        raise DataFormatError(f"{path}: no data rows after the header")
-    table = np.asarray(rows, dtype=np.float64)
-    return HousingTable(path, table[:, :-1], table[:, -1], np.asarray(lines, dtype=np.int64))
-
-
-def _parse_number(text: str, path: Path, line: int, column: str, on_missing: OnMissing) -> float:
-    text = text.strip()
-    if text.lower() in _MISSING_TOKENS:
-        if column == TARGET_COLUMN:
-            raise DataFormatError(
-                f"{path}, line {line}, column {column!r}: the target is missing ({text!r}); a target cannot be imputed"
-            )
-        if on_missing == "error":
-            raise DataFormatError(
-                f"{path}, line {line}, column {column!r}: missing value ({text!r}); "
-                "use on_missing='impute' to fill missing features with the training split's median"
-            )
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataFormatError(f"{path}, line {line}, column {column!r}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise DataFormatError(f"{path}, line {line}, column {column!r}: {text!r} is not a finite number")
-    return value
-
-
-def fit_boundaries(values: np.ndarray, num_buckets: int, method: Bucketing = "quantile") -> np.ndarray:
-    """Inner bucket boundaries for ``values``: ``(<= num_buckets - 1,)`` sorted.
-
-    ``quantile`` puts about as many training values in each bucket (repeated boundaries, from tied values, are
-    merged, so there may be fewer buckets); ``uniform`` splits ``[min, max]`` into equal widths.
-
-    Args:
-        values: ``(N,)`` the training split's values of one column.
-        num_buckets: Number of buckets, >= 1.
-        method: ``quantile`` or ``uniform``.
-    """
-    if num_buckets < 1:
-        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
-    if method == "quantile":
-        return np.unique(np.quantile(values, np.linspace(0.0, 1.0, num_buckets + 1)[1:-1]))
-    if method == "uniform":
-        return np.linspace(values.min(), values.max(), num_buckets + 1)[1:-1]
-    raise ValueError(f"bucketing must be 'quantile' or 'uniform', got {method!r}")
-
-
-def bucketize(values: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
-    """``(N,)`` int64 bucket of each value: the number of boundaries ``<= value`` (values outside the training
-    range fall in the first or last bucket)."""
-    return np.searchsorted(boundaries, values, side="right").astype(np.int64)
 
 
 def fit_linear_regression(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -192,98 +74,6 @@ def fit_linear_regression(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, flo
     design = np.concatenate([x, np.ones((len(x), 1))], axis=1)
     solution, *_ = np.linalg.lstsq(design, y, rcond=None)
     return solution[:-1], float(solution[-1])
-
-
-@dataclass
-class HousingFeaturizer:
-    """Everything learnt from the training split: medians, bucket boundaries, feature and target statistics.
-
-    Build it with :meth:`fit` on the training split only, then :meth:`transform` every split with it.
-
-    Attributes:
-        num_lat_buckets, num_lon_buckets: Grid size of the latitude × longitude cross.
-        extra_buckets: Other columns bucketized into the same bag: column name → number of buckets.
-        medians: ``(8,)`` training medians, used to impute missing features.
-        mean, std: ``(8,)`` training mean and standard deviation of the (imputed) dense features.
-        boundaries: Column name → inner bucket boundaries.
-        target_mean, target_std: Training mean and standard deviation of the target.
-    """
-
-    num_lat_buckets: int
-    num_lon_buckets: int
-    extra_buckets: dict[str, int]
-    medians: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    boundaries: dict[str, np.ndarray]
-    target_mean: float
-    target_std: float
-
-    @classmethod
-    def fit(
-        cls,
-        train: HousingTable,
-        num_lat_buckets: int = 20,
-        num_lon_buckets: int = 20,
-        extra_buckets: dict[str, int] | None = None,
-        bucketing: Bucketing = "quantile",
-    ) -> HousingFeaturizer:
-        """Learn the featurizer from the training split (missing features are imputed first, for the statistics)."""
-        extra_buckets = dict(extra_buckets or {})
-        unknown = [c for c in extra_buckets if c not in FEATURE_COLUMNS]
-        if unknown:
-            raise ValueError(f"extra_buckets names unknown column(s) {unknown}; choose from {list(FEATURE_COLUMNS)}")
-        medians = np.nanmedian(train.features, axis=0) if len(train) else np.full(len(FEATURE_COLUMNS), np.nan)
-        empty = [c for c, m in zip(FEATURE_COLUMNS, medians, strict=True) if math.isnan(m)]
-        if empty:
-            raise DataFormatError(f"{train.path}: column(s) {empty} have no values in the training split")
-        features = np.where(np.isnan(train.features), medians, train.features)
-        std = features.std(axis=0)
-        sizes = {"latitude": num_lat_buckets, "longitude": num_lon_buckets, **extra_buckets}
-        boundaries = {c: fit_boundaries(features[:, FEATURE_COLUMNS.index(c)], n, bucketing) for c, n in sizes.items()}
-        return cls(
-            num_lat_buckets=num_lat_buckets,
-            num_lon_buckets=num_lon_buckets,
-            extra_buckets=extra_buckets,
-            medians=medians,
-            mean=features.mean(axis=0),
-            std=np.where(std > 0, std, 1.0),
-            boundaries=boundaries,
-            target_mean=float(train.target.mean()),
-            target_std=float(train.target.std()) or 1.0,
-        )
-
-    @property
-    def num_ids(self) -> int:
-        """Number of sparse IDs: the grid cells, then each extra column's buckets."""
-        return self.num_lat_buckets * self.num_lon_buckets + sum(self.extra_buckets.values())
-
-    def impute(self, table: HousingTable) -> tuple[np.ndarray, dict[str, int]]:
-        """``(N, 8)`` features with each NaN replaced by its column's training median, and the count per column."""
-        missing = np.isnan(table.features)
-        counts = {c: int(n) for c, n in zip(FEATURE_COLUMNS, missing.sum(axis=0), strict=True) if n}
-        return np.where(missing, self.medians, table.features), counts
-
-    def transform(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Turn imputed features into model inputs.
-
-        Args:
-            features: ``(N, 8)`` imputed features (no NaN).
-
-        Returns:
-            ``ids`` ``(N, 1 + len(extra_buckets))`` int64: the grid cell, then each extra column's bucket (offset
-            into its own ID range); ``dense`` ``(N, 8)`` float32 standardised features.
-        """
-        column = {c: features[:, i] for i, c in enumerate(FEATURE_COLUMNS)}
-        lat = bucketize(column["latitude"], self.boundaries["latitude"])
-        lon = bucketize(column["longitude"], self.boundaries["longitude"])
-        ids = [lat * self.num_lon_buckets + lon]
-        offset = self.num_lat_buckets * self.num_lon_buckets
-        for name, n in self.extra_buckets.items():
-            ids.append(offset + bucketize(column[name], self.boundaries[name]))
-            offset += n
-        dense = (features - self.mean) / self.std
-        return np.stack(ids, axis=1), dense.astype(np.float32)
 
 
 class _HousingRows(Dataset):
@@ -305,10 +95,7 @@ def collate_housing(rows: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.
     Every row has the same number of IDs ``k`` (the grid cell and one per extra column), so bag ``i`` is
     ``ids[i]``; any other key (``baseline_linear``) is stacked as is.
     """
-    ids = torch.stack([r["ids"] for r in rows])
-    batch: dict[str, torch.Tensor | SparseBatch] = {
-        "sparse": SparseBatch.from_tensors(ids.flatten(), lengths=torch.full((len(rows),), ids.shape[1]))
-    }
+    batch: dict[str, torch.Tensor | SparseBatch] = {"sparse": ids_to_sparse(torch.stack([r["ids"] for r in rows]))}
     for key in rows[0]:
         if key != "ids":
             batch[key] = torch.stack([r[key] for r in rows])
@@ -384,6 +171,13 @@ class HousingDataModule(SplitDataModule):
             raise RuntimeError("call setup() before reading target_stats")
         return self.featurizer.target_mean, self.featurizer.target_std
 
+    def fitted_featurizer(self) -> HousingFeaturizer:
+        """The featurizer fit on the training split (after :meth:`setup`): what a pretrained folder saves to read
+        raw rows the way training did."""
+        if self.featurizer is None:
+            raise RuntimeError("call setup() before asking for the fitted featurizer")
+        return self.featurizer
+
     def setup(self, stage: str | None = None) -> None:
         """Read both files, split, fit the featurizer and the linear baseline on the training rows (once)."""
         if self.featurizer is not None:
@@ -402,7 +196,12 @@ class HousingDataModule(SplitDataModule):
         tables = {"train": full.take(order[num_val:]), "val": full.take(order[:num_val])}
         tables["test"] = read_housing_csv(test_file, self.on_missing)
         featurizer = HousingFeaturizer.fit(
-            tables["train"], self.num_lat_buckets, self.num_lon_buckets, self.extra_buckets, self.bucketing
+            tables["train"],
+            self.num_lat_buckets,
+            self.num_lon_buckets,
+            self.extra_buckets,
+            self.bucketing,
+            self.on_missing,
         )
         arrays = {}
         for split, table in tables.items():
