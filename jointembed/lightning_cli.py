@@ -12,39 +12,82 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from jointembed.io import atomic_write_json
+from jointembed.pretrained import ExportsPretrained
 
 __all__ = ["JointEmbedCLI", "run", "write_test_metrics"]
 
 
+@runtime_checkable
+class BindsData(Protocol):
+    """A task that prepares itself and its data module together before a run (e.g. the contrastive task binds
+    the data to its model's input units and sizes ID tables from the data)."""
+
+    def bind_data(self, datamodule: LightningDataModule) -> None: ...
+
+
 class JointEmbedCLI(LightningCLI):
-    """``LightningCLI`` that tests after fitting and writes ``test_metrics.json`` after every test run."""
+    """``LightningCLI`` that binds the data to the task before every run, tests after fitting, writes
+    ``test_metrics.json`` after every test run and the pretrained folder after fitting."""
+
+    def _bind(self) -> None:
+        # Before the trainer starts: callbacks such as EMAWeightAveraging copy the model in their own setup,
+        # which runs before the LightningModule's, so the model must have its final shape by then.
+        if isinstance(self.model, BindsData) and self.datamodule is not None:
+            self.model.bind_data(self.datamodule)
+
+    def before_fit(self) -> None:
+        self._bind()
+
+    def before_validate(self) -> None:
+        self._bind()
+
+    def before_test(self) -> None:
+        self._bind()
+
+    def before_predict(self) -> None:
+        self._bind()
 
     def after_fit(self) -> None:
-        """Test the trained model (best checkpoint when one was kept) if the data has a test split."""
-        if self.trainer.interrupted or not _has_test_split(self.model, self.datamodule):
+        """Test the trained model (best checkpoint when one was kept) if the data has a test split, then write
+        the tested weights as a pretrained folder (``<log_dir>/pretrained``) when the task can export one."""
+        if self.trainer.interrupted:
             return
-        callback = self.trainer.checkpoint_callback
-        ckpt = "best" if callback is not None and getattr(callback, "best_model_path", "") else None
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
-        self.after_test()
+        metrics = None
+        if _has_test_split(self.model, self.datamodule):
+            callback = self.trainer.checkpoint_callback
+            ckpt = "best" if callback is not None and getattr(callback, "best_model_path", "") else None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+            metrics = self._write_metrics()
+        if isinstance(self.model, ExportsPretrained) and self.trainer.is_global_zero:
+            folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "pretrained"
+            self.model.export_pretrained(folder, metrics)
+            print(f"pretrained model written to {folder}")
 
     def after_test(self) -> None:
         """Write the test metrics as JSON next to the run's logs."""
-        path = write_test_metrics(self.trainer, self.model)
+        self._write_metrics()
+
+    def _write_metrics(self) -> dict[str, Any]:
+        path, metrics = write_test_metrics(self.trainer, self.model)
         if self.trainer.is_global_zero:
             print(f"test metrics written to {path}")
+        return metrics
 
 
-def write_test_metrics(trainer: Any, model: LightningModule) -> Path:
+def write_test_metrics(trainer: Any, model: LightningModule) -> tuple[Path, dict[str, Any]]:
     """Write the ``test*`` entries of ``trainer.callback_metrics`` (plus ``model.extra_test_metrics()`` when the
-    model defines it, for non-scalar results such as a confusion matrix) to ``<log_dir>/test_metrics.json``."""
+    model defines it, for non-scalar results such as a confusion matrix) to ``<log_dir>/test_metrics.json``.
+
+    Returns:
+        The file's path and the metrics written.
+    """
     metrics: dict[str, Any] = {}
     for key, value in trainer.callback_metrics.items():
         if key.startswith("test"):
@@ -54,7 +97,7 @@ def write_test_metrics(trainer: Any, model: LightningModule) -> Path:
     if callable(extra):
         metrics.update(extra())
     log_dir = trainer.log_dir or trainer.default_root_dir
-    return atomic_write_json(Path(log_dir) / "test_metrics.json", metrics)
+    return atomic_write_json(Path(log_dir) / "test_metrics.json", metrics), metrics
 
 
 def _has_test_split(model: LightningModule, datamodule: LightningDataModule | None) -> bool:
