@@ -1,8 +1,10 @@
-"""Registries: a name for every encoder and loss, so configs and checkpoints name things, never import paths.
+"""Registries: a name for every encoder, loss and modality, so configs and checkpoints name things, never import
+paths.
 
 An encoder class registers itself with ``@register_encoder("name")`` in its module; ``create_encoder(name, **kw)``
-builds one. The encoder and loss packages are imported lazily on the first lookup, so importing this module stays
-cheap and every built-in entry is present by the time a name is looked up.
+builds one. Losses and modalities (the units that turn a data type's raw values into an encoder's batch) work
+the same way. The packages are imported lazily on the first lookup, so importing this module stays cheap and
+every built-in entry is present by the time a name is looked up.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ __all__ = [
     "create_loss",
     "get_loss_class",
     "list_losses",
+    "register_modality",
+    "create_modality",
+    "get_modality_class",
+    "list_modalities",
 ]
 
 T = TypeVar("T", bound=type)
 
 _ENCODERS: dict[str, type] = {}
 _LOSSES: dict[str, type] = {}
+_MODALITIES: dict[str, type] = {}
 # The package whose import registers the built-in entries of each registry.
-_PACKAGES = {"encoder": "jointembed.encoders", "loss": "jointembed.losses"}
+_PACKAGES = {"encoder": "jointembed.encoders", "loss": "jointembed.losses", "modality": "jointembed.modalities"}
 
 
 def _register(table: dict[str, type], kind: str, name: str) -> Callable[[T], T]:
@@ -131,3 +138,36 @@ def list_losses() -> list[str]:
     """Sorted names of all registered losses (the built-in ones are imported first)."""
     importlib.import_module(_PACKAGES["loss"])
     return sorted(_LOSSES)
+
+
+def register_modality(name: str) -> Callable[[T], T]:
+    """Class decorator registering a modality (a data type's input unit) under ``name``, e.g. ``"audio"``.
+
+    Raises:
+        ValueError: ``name`` is empty or already taken by another class.
+    """
+    return _register(_MODALITIES, "modality", name)
+
+
+def get_modality_class(name: str) -> type:
+    """The modality class registered under ``name``.
+
+    Raises:
+        KeyError: No modality has that name; the message lists the registered names.
+    """
+    return _lookup(_MODALITIES, "modality", name)
+
+
+def create_modality(name: str, /, **kwargs: Any) -> Any:
+    """Build the modality registered under ``name`` with constructor arguments ``kwargs``.
+
+    Raises:
+        KeyError: No modality has that name; the message lists the registered names.
+    """
+    return get_modality_class(name)(**kwargs)
+
+
+def list_modalities() -> list[str]:
+    """Sorted names of all registered modalities (the built-in ones are imported first)."""
+    importlib.import_module(_PACKAGES["modality"])
+    return sorted(_MODALITIES)

@@ -1,20 +1,22 @@
-"""Multimodal manifests: one row per example, any of the columns ``ids``, ``text``, ``image``, ``audio``, plus
-optional ``label`` and ``group``.
+"""Multimodal manifests: one row per example, columns named by the user, plus optional ``label`` and ``group``.
+
+Which column is which data type is not the reader's business: each column is a *field* of the model, and the
+field's modality unit (:mod:`jointembed.modalities`) parses its cells when the data is bound to the model. The
+default mapping reads the columns ``ids``, ``text``, ``image`` and ``audio`` as those types; a recipe may name any
+columns (``title: text``, ``poster: image``, ``movie_id: ids``...).
 
 Two formats, chosen by the file's extension:
 
 * **JSONL** (``.jsonl`` or ``.json``): one JSON object per line; blank lines are skipped. A row's number is its
-  1-based line number. ``ids`` is a JSON list of integers and/or strings (a single integer or string is read as a
-  one-element list).
+  1-based line number.
 * **CSV** (``.csv``): a header line naming the columns, then one row per example. A row's number is its 1-based
-  data row (the first line after the header is row 1). ``ids`` is one cell holding IDs separated by ``|`` when
-  the cell contains a ``|`` (so IDs may contain spaces: ``new york|paris``), otherwise by whitespace
-  (``3 17 42``). In CSV, a cell that is an integer literal (``42``, ``-1``) is read as an integer in ``ids``,
-  ``label`` and ``group``; anything else is a string.
+  data row (the first line after the header is row 1). In CSV, an integer literal in ``label`` and ``group``
+  (``42``, ``-1``) is read as an integer; an ``ids`` cell holds IDs separated by ``|`` when it contains one,
+  otherwise by whitespace.
 
-A missing key, JSON ``null``, an empty string and an empty ``ids`` list all mean "this example lacks that
-column". ``image`` and ``audio`` are paths, relative to the manifest's folder unless absolute; they are not
-opened here (see :mod:`jointembed.data.media`). Every row must have at least one of the four modalities.
+A missing key, JSON ``null``, an empty string and an empty list all mean "this example lacks that column". File
+cells are paths, relative to the manifest's folder unless absolute. Every row must have at least one cell
+besides ``label`` and ``group``.
 """
 
 from __future__ import annotations
@@ -23,30 +25,30 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jointembed.errors import DataFormatError
-from jointembed.vocab import Vocabulary
+from jointembed.modalities.ids import parse_id_list
 
 __all__ = [
-    "MODALITIES",
-    "COLUMNS",
+    "DEFAULT_FIELDS",
+    "KEY_COLUMNS",
     "ManifestRow",
     "Manifest",
     "read_manifest",
     "parse_id_list",
-    "IdMapper",
     "ClassIndex",
     "split_rows",
 ]
 
-MODALITIES = ("ids", "text", "image", "audio")
-COLUMNS = (*MODALITIES, "label", "group")
+# The default mapping of column names to modality types: the four-column manifests of the digits data.
+DEFAULT_FIELDS = {"ids": "ids", "text": "text", "image": "image", "audio": "audio"}
+KEY_COLUMNS = ("label", "group")
 _INT = re.compile(r"[+-]?\d+\Z")
 _EXTRA = "\0extra"  # DictReader's key for cells beyond the header
 
@@ -55,30 +57,24 @@ Key = int | str
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One example of a manifest; ``None`` marks a column the example lacks.
+    """One example of a manifest, its cells as written (parsed later by each field's modality unit).
 
     Attributes:
         row: 1-based line number (JSONL) or data row number (CSV), for error messages.
-        ids: Raw IDs (ints and/or strings), before any vocabulary lookup.
-        text: The text.
-        image: Absolute path of the image file.
-        audio: Absolute path of the audio file.
+        cells: Column → non-empty raw cell (a JSON value, or a CSV cell's text), ``label``/``group`` excluded.
         label: Class, as written (an int, or a string mapped to an index by :class:`ClassIndex`).
         group: Group (e.g. a speaker), as written.
     """
 
     row: int
-    ids: tuple[Key, ...] | None = None
-    text: str | None = None
-    image: Path | None = None
-    audio: Path | None = None
+    cells: Mapping[str, Any] = field(default_factory=dict)
     label: Key | None = None
     group: Key | None = None
 
     @property
-    def modalities(self) -> tuple[str, ...]:
-        """The modalities this row has, in :data:`MODALITIES` order."""
-        return tuple(m for m in MODALITIES if getattr(self, m) is not None)
+    def columns(self) -> tuple[str, ...]:
+        """The columns this row has a cell in."""
+        return tuple(self.cells)
 
 
 @dataclass(frozen=True)
@@ -97,25 +93,28 @@ class Manifest:
         return len(self.rows)
 
     @property
-    def modalities(self) -> tuple[str, ...]:
-        """Modalities that at least one row has, in :data:`MODALITIES` order."""
-        seen = {m for row in self.rows for m in row.modalities}
-        return tuple(m for m in MODALITIES if m in seen)
+    def from_csv(self) -> bool:
+        """Whether the cells are CSV text (else JSON values)."""
+        return self.path.suffix.lower() == ".csv"
+
+    @property
+    def base(self) -> Path:
+        """The folder relative file cells are resolved against."""
+        return self.path.resolve().parent
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Columns that at least one row has a cell in, in order of first appearance."""
+        return tuple(dict.fromkeys(c for row in self.rows for c in row.columns))
+
+    def where(self, row: int) -> str:
+        """``"<file>, line N"`` (JSONL) or ``"<file>, row N"`` (CSV), for messages."""
+        return f"{self.path}, {'row' if self.from_csv else 'line'} {row}"
 
 
 def _fail(path: Path, row: int, message: str) -> DataFormatError:
     unit = "line" if path.suffix.lower() in (".jsonl", ".json") else "row"
     return DataFormatError(f"{path}, {unit} {row}: {message}")
-
-
-def parse_id_list(cell: str) -> tuple[Key, ...]:
-    """Split a CSV ``ids`` cell: by ``|`` when it holds one, else by whitespace; integer literals become ints.
-
-    Example: ``"3 17 42"`` → ``(3, 17, 42)``; ``"new york|paris"`` → ``("new york", "paris")``.
-    """
-    parts = cell.split("|") if "|" in cell else cell.split()
-    tokens = [part.strip() for part in parts]
-    return tuple(int(t) if _INT.match(t) else t for t in tokens if t)
 
 
 def _csv_key(cell: str) -> Key:
@@ -129,47 +128,20 @@ def _check_key(value: Any, column: str, path: Path, row: int) -> Key:
     return value
 
 
-def _resolve(value: Any, column: str, path: Path, row: int, base: Path) -> Path:
-    if not isinstance(value, str):
-        raise _fail(path, row, f"column {column!r} must be a file path (a string), got {value!r}")
-    file = Path(os.path.expanduser(value))
-    return file if file.is_absolute() else Path(os.path.normpath(base / file))
-
-
-def _make_row(raw: dict[str, Any], path: Path, row: int, csv_cells: bool, base: Path) -> ManifestRow:
+def _make_row(raw: dict[str, Any], path: Path, row: int, csv_cells: bool) -> ManifestRow:
     """Validate one row's raw cells (from JSON or CSV) and build a :class:`ManifestRow`."""
-    unknown = sorted(k for k in raw if k not in COLUMNS)
-    if unknown:
-        raise _fail(path, row, f"unknown column {unknown[0]!r}; valid columns are {', '.join(COLUMNS)}")
     cells = {k: v for k, v in raw.items() if v is not None and v != "" and v != []}
-    fields: dict[str, Any] = {}
-    if "ids" in cells:
-        ids = cells["ids"]
-        if csv_cells:
-            ids = parse_id_list(ids)
-        elif not isinstance(ids, list):
-            ids = [ids]
-        if ids:
-            fields["ids"] = tuple(_check_key(v, "ids", path, row) for v in ids)
-    if "text" in cells:
-        if not isinstance(cells["text"], str):
-            raise _fail(path, row, f"column 'text' must be a string, got {cells['text']!r}")
-        fields["text"] = cells["text"]
-    for column in ("image", "audio"):
+    keys = {}
+    for column in KEY_COLUMNS:
         if column in cells:
-            fields[column] = _resolve(cells[column], column, path, row, base)
-    for column in ("label", "group"):
-        if column in cells:
-            value = _csv_key(cells[column]) if csv_cells else cells[column]
-            fields[column] = _check_key(value, column, path, row)
-    result = ManifestRow(row=row, **fields)
-    if not result.modalities:
-        raise _fail(path, row, f"the row has none of the columns {', '.join(MODALITIES)}: {raw!r:.200}")
-    return result
+            value = cells.pop(column)
+            keys[column] = _check_key(_csv_key(value) if csv_cells else value, column, path, row)
+    if not cells:
+        raise _fail(path, row, f"the row has no cell besides {', '.join(KEY_COLUMNS)}: {raw!r:.200}")
+    return ManifestRow(row=row, cells=cells, **keys)
 
 
 def _read_jsonl(path: Path) -> list[ManifestRow]:
-    base = path.resolve().parent
     rows = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
@@ -182,27 +154,23 @@ def _read_jsonl(path: Path) -> list[ManifestRow]:
                 raise _fail(path, number, problem) from err
             if not isinstance(raw, dict):
                 raise _fail(path, number, f"expected a JSON object, got {type(raw).__name__}: {line.strip()!r:.200}")
-            rows.append(_make_row(raw, path, number, csv_cells=False, base=base))
+            rows.append(_make_row(raw, path, number, csv_cells=False))
     return rows
 
 
 def _read_csv(path: Path) -> list[ManifestRow]:
-    base = path.resolve().parent
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, restkey=_EXTRA)
         if reader.fieldnames is None:
             raise DataFormatError(f"{path}: the CSV file is empty; expected a header naming the columns")
-        unknown = [name for name in reader.fieldnames if name not in COLUMNS]
-        if unknown:
-            raise DataFormatError(
-                f"{path}, header: unknown column {unknown[0]!r}; valid columns are {', '.join(COLUMNS)}"
-            )
+        if blank := [i + 1 for i, name in enumerate(reader.fieldnames) if not name.strip()]:
+            raise DataFormatError(f"{path}, header: column {blank[0]} has no name")
         rows = []
         for number, raw in enumerate(reader, start=1):
             if _EXTRA in raw:
                 width = len(reader.fieldnames)
                 raise _fail(path, number, f"{width + len(raw[_EXTRA])} cells for a header of {width} columns")
-            rows.append(_make_row(raw, path, number, csv_cells=True, base=base))
+            rows.append(_make_row(raw, path, number, csv_cells=True))
     return rows
 
 
@@ -211,8 +179,9 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        DataFormatError: An unsupported extension, invalid JSON, an unknown column, a value of the wrong type or
-            a row without any modality; the message names the file, the line or row, and the column.
+        DataFormatError: An unsupported extension, invalid JSON, a label or group of the wrong type, a CSV row
+            with more cells than the header, or a row with no cell besides label and group; the message names
+            the file, the line or row, and the column.
     """
     path = Path(path)
     if not path.is_file():
@@ -227,60 +196,16 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     return Manifest(path, tuple(rows))
 
 
-class IdMapper:
-    """Turns a row's raw IDs into row indices of an ID embedding table.
-
-    When every ID of the training rows is an integer, integers are used as they are (they must be >= 0) and the
-    table size is one more than the largest ID of any split. Otherwise IDs go through a
-    :class:`~jointembed.vocab.Vocabulary` built on the training rows (ID 0 = ``<pad>``, 1 = ``<oov>``; IDs
-    unseen in training map to ``<oov>``).
-
-    Args:
-        train_rows: Rows whose IDs define the vocabulary.
-        all_rows: Rows of every split, to size an integer table.
-    """
-
-    def __init__(self, train_rows: Iterable[ManifestRow], all_rows: Iterable[ManifestRow]) -> None:
-        bags = [row.ids for row in train_rows if row.ids is not None]
-        self.vocabulary: Vocabulary | None = None
-        if any(isinstance(v, str) for bag in bags for v in bag):
-            self.vocabulary = Vocabulary.from_bags(bags)
-            self.num_ids = len(self.vocabulary)
-        else:
-            ints = [v for row in all_rows if row.ids is not None for v in row.ids if isinstance(v, int)]
-            self.num_ids = max(ints, default=-1) + 1
-
-    def encode(self, row: ManifestRow, path: Path | None = None) -> list[int]:
-        """The table indices of ``row.ids`` (``[]`` when the row has none).
-
-        Raises:
-            DataFormatError: A negative integer ID, or a string ID when the training IDs are all integers.
-        """
-        if row.ids is None:
-            return []
-        if self.vocabulary is not None:
-            return self.vocabulary.encode_many(row.ids)
-        where = f"{path}, row {row.row}" if path is not None else f"row {row.row}"
-        for value in row.ids:
-            if isinstance(value, str):
-                raise DataFormatError(
-                    f"{where}: string ID {value!r}, but the training manifest's IDs are all integers; "
-                    "use strings in the training manifest too so a vocabulary maps them"
-                )
-            if value < 0:
-                raise DataFormatError(f"{where}: ID {value} is negative; integer IDs must be >= 0")
-        return list(row.ids)
-
-
 class ClassIndex:
     """Maps labels (or groups) as written to indices ``0..K-1``, ``-1`` for a row without one.
 
     If every value is an integer, integers are kept (``names`` are ``"0".."max"``); otherwise the values are
-    turned to strings and sorted, and a value's index is its position in that sorted list.
+    turned to strings and sorted (or ordered as the given ``names``), and a value's index is its position there.
 
     Args:
         values: Every value of every split (``None`` entries are ignored).
-        names: For integer values, optional names of classes ``0..len(names)-1`` (e.g. ``["zero", "one"]``).
+        names: Class names by index: for integer values, the names of classes ``0..len(names)-1`` (e.g.
+            ``["zero", "one"]``); for string values, every value in the order of its index.
     """
 
     def __init__(self, values: Iterable[Key | None], names: Sequence[str] | None = None) -> None:
@@ -296,8 +221,12 @@ class ClassIndex:
             self._index: dict[Key, int] = {}
         else:
             if names is not None:
-                raise ValueError("label_names only names integer labels; these labels are strings")
-            self.names = sorted({str(v) for v in seen})
+                unknown = sorted({str(v) for v in seen} - set(names))
+                if unknown:
+                    raise ValueError(f"labels {unknown[:5]} are not among label_names {list(names)}")
+                self.names = list(names)  # the given order: label_names name the classes and fix their indices
+            else:
+                self.names = sorted({str(v) for v in seen})
             self._index = {name: i for i, name in enumerate(self.names)}
 
     def __len__(self) -> int:

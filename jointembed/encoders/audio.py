@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from jointembed.encoders.base import Encoder, ProjectionHead, masked_mean
-from jointembed.encoders.hf import build_hf_model
+from jointembed.encoders.hf import build_hf_model, portable_hf_config
 from jointembed.registry import register_encoder
 
 __all__ = ["AudioCNNEncoder", "HFAudioEncoder"]
@@ -219,6 +220,10 @@ class HFAudioEncoder(_AudioEncoder):
         self.use_attention_mask = getattr(self.backbone.config, "feat_extract_norm", "layer") == "layer"
         self.feature_dim = self.backbone.config.hidden_size
         self.head = ProjectionHead(self.feature_dim, output_dim, head_hidden_sizes)
+
+    def save_to(self, folder: Path) -> dict[str, Any]:
+        """A config that rebuilds the backbone from its architecture; the saved weights fill it."""
+        return portable_hf_config(self.get_config(), self.backbone)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

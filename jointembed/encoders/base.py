@@ -9,28 +9,21 @@ from __future__ import annotations
 
 import abc
 import copy
-import inspect
-import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jointembed.config import constructor_config
 from jointembed.nn.mlp import MLP
 
 __all__ = ["Encoder", "ProjectionHead", "masked_mean", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _path_to_str(value: Any) -> str:
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{value!r} of type {type(value).__name__} is not JSON-serialisable")
 
 
 class ProjectionHead(nn.Module):
@@ -100,16 +93,23 @@ class Encoder(nn.Module, abc.ABC):
 
     def _set_config(self, arguments: Mapping[str, Any]) -> None:
         """Record the constructor arguments (pass ``locals()``), normalised to JSON types (tuples → lists)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        config = {name: arguments[name] for name in names}
-        try:
-            self._config = json.loads(json.dumps(config, default=_path_to_str))
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"{type(self).__name__} arguments must be JSON-serialisable: {error}") from None
+        self._config = constructor_config(type(self), arguments)
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments (JSON types): ``create_encoder(self.registry_name, **self.get_config())``."""
         return copy.deepcopy(self._config)
+
+    def save_to(self, folder: Path) -> dict[str, Any]:
+        """Write any files the encoder needs besides its weights (a tokenizer) into ``folder`` (created by the
+        caller) and return the config to save, which refers to them relative to ``folder`` and to nothing outside
+        it. Default: no files, ``get_config()``."""
+        return self.get_config()
+
+    @classmethod
+    def load_from(cls, config: Mapping[str, Any], folder: Path) -> Encoder:
+        """Rebuild an encoder (random weights; the caller loads the saved ones) from what :meth:`save_to` returned
+        and wrote into ``folder``."""
+        return cls(**config)
 
     @classmethod
     @abc.abstractmethod

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["build_hf_model", "hf_config_from_dict", "drop_pooler"]
+__all__ = ["build_hf_model", "hf_config_from_dict", "drop_pooler", "portable_hf_config"]
 
 # Composite (two-tower) model types whose vision tower is used on its own, and the class of that tower.
 _VISION_TOWERS = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel"}
@@ -85,3 +85,13 @@ def drop_pooler(model: nn.Module) -> None:
     """
     if isinstance(getattr(model, "pooler", None), nn.Module):
         model.pooler = None
+
+
+def portable_hf_config(encoder_config: dict[str, Any], backbone: nn.Module) -> dict[str, Any]:
+    """An ``hf_*`` encoder's config that rebuilds its backbone from the architecture alone (no pretrained path):
+    ``model_name_or_path`` cleared, ``config`` set to the backbone's own config dict. The saved weights then fill
+    it, so a pretrained folder needs nothing outside itself (no hub, no package, no local path)."""
+    architecture = backbone.config.to_dict()
+    for private in ("_name_or_path", "_commit_hash"):
+        architecture.pop(private, None)
+    return {**encoder_config, "model_name_or_path": None, "config": architecture}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, ProjectionHead
-from jointembed.encoders.hf import build_hf_model, drop_pooler
+from jointembed.encoders.hf import build_hf_model, drop_pooler, portable_hf_config
 from jointembed.errors import CheckpointError
 from jointembed.registry import register_encoder
 
@@ -256,6 +256,10 @@ class HFImageEncoder(_ImageEncoder):
         self._init_normalisation(mean, std)
         self.feature_dim = self.backbone.config.hidden_size
         self.head = ProjectionHead(self.feature_dim, output_dim, head_hidden_sizes)
+
+    def save_to(self, folder: Path) -> dict[str, Any]:
+        """A config that rebuilds the backbone from its architecture; the saved weights fill it."""
+        return portable_hf_config(self.get_config(), self.backbone)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

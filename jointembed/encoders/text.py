@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from jointembed.encoders.base import Encoder, ProjectionHead, masked_mean
-from jointembed.encoders.hf import build_hf_model, drop_pooler
+from jointembed.encoders.hf import build_hf_model, drop_pooler, portable_hf_config
+from jointembed.errors import CheckpointError
 from jointembed.nn.sparse_embedding import SparseEmbedding
 from jointembed.registry import register_encoder
 from jointembed.sparse import SparseBatch
@@ -24,6 +26,7 @@ __all__ = ["HFTextEncoder", "ScratchTextEncoder", "resolve_model_path", "PACKAGE
 
 _WORD = re.compile(r"\w+")
 PACKAGE_PREFIX = "package:"
+TOKENIZER_DIR = "tokenizer"
 _EXAMPLE_TEXTS = ["seven", "the number seven", "7", "a photo of a cat", "", "zero one two three four five six"]
 
 
@@ -46,7 +49,6 @@ def resolve_model_path(name_or_path: str | None) -> str | None:
     if name_or_path is None or not str(name_or_path).startswith(PACKAGE_PREFIX):
         return None if name_or_path is None else str(name_or_path)
     import importlib
-    from pathlib import Path
 
     module_name = str(name_or_path)[len(PACKAGE_PREFIX) :].strip()
     try:
@@ -129,6 +131,22 @@ class HFTextEncoder(Encoder):
         drop_pooler(self.backbone)
         self.feature_dim = self.backbone.config.hidden_size
         self.head = ProjectionHead(self.feature_dim, output_dim, head_hidden_sizes)
+
+    def save_to(self, folder: Path) -> dict[str, Any]:
+        """Copy the tokenizer into ``folder/tokenizer`` and return a config that rebuilds the backbone from its
+        architecture (the weights come from the saved state), so the folder is self-contained."""
+        self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+        return {**portable_hf_config(self.get_config(), self.backbone), "tokenizer_name_or_path": TOKENIZER_DIR}
+
+    @classmethod
+    def load_from(cls, config: Mapping[str, Any], folder: Path) -> HFTextEncoder:
+        config = dict(config)
+        tokenizer = config.get("tokenizer_name_or_path")
+        if tokenizer == TOKENIZER_DIR:
+            if not (folder / TOKENIZER_DIR).is_dir():
+                raise CheckpointError(f"{folder / TOKENIZER_DIR}: the text encoder's tokenizer folder is missing")
+            config["tokenizer_name_or_path"] = str(folder / TOKENIZER_DIR)
+        return cls(**config)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

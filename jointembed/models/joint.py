@@ -1,53 +1,119 @@
-"""The joint embedding model: one encoder per modality, all mapping into one shared, L2-normalised space.
+"""The joint embedding model: named fields, each an input unit and an encoder, all mapping into one shared,
+L2-normalised space.
 
-A plain ``nn.Module`` (usable without Lightning): ``forward`` embeds every modality present in a batch, ``embed``
-one modality, ``similarity`` compares anything with anything by cosine similarity. ``save_pretrained`` writes
-one self-describing folder that ``from_pretrained`` rebuilds through the encoder registry:
+A plain ``nn.Module`` (usable without Lightning). A *field* is a data column of the model (``audio``, ``image``,
+``title``, ``poster``...): its :class:`~jointembed.modalities.base.Modality` turns raw values into a batch, its
+:class:`~jointembed.encoders.base.Encoder` turns the batch into ``(n, D)`` unit vectors. ``embed`` takes raw
+values (files, arrays, strings, keys) and ``forward`` / ``encode`` take batches as the data module makes them,
+through the same units, so inference and training preprocess alike.
 
-- ``config.json``: ``{"format": "jointembed.joint", "version": 1, "encoders": {name: {"type": registry name,
-  "config": encoder.get_config()}}}`` (registry names, never Python import paths);
-- ``model.safetensors``: every parameter and buffer, keys as in ``state_dict()`` (``encoders.<name>.…``).
+``save_pretrained`` writes one self-describing folder (see :mod:`jointembed.pretrained`) that
+``from_pretrained`` rebuilds on any machine:
+
+- ``config.json``: ``{"format": "jointembed.joint", "version": 2, "output_dim": D, "fields": {name: {"encoder":
+  {"type", "config"}, "input": {"type", "config"}}}, "zero_shot": {"label_names", "prompts", "field"}}``;
+- ``model.safetensors``: every parameter and buffer (``encoders.<name>.…``);
+- ``fields/<name>/encoder/`` and ``fields/<name>/input/``: files the parts need (a tokenizer, a vocabulary);
+- ``README.md``: the model card.
+
+Version 1 folders (encoders only) still load, with default input units.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from jointembed.encoders.base import Encoder
 from jointembed.errors import CheckpointError
-from jointembed.io import atomic_write, atomic_write_json
-from jointembed.registry import create_encoder
+from jointembed.modalities.base import Modality, one_thread
+from jointembed.pretrained import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    load_weights,
+    read_config,
+    read_lightning_checkpoint,
+    resolve_folder,
+    state_for_saving,
+    write_folder,
+)
+from jointembed.registry import create_modality, get_encoder_class, get_modality_class, list_modalities
 
-__all__ = ["JointEmbeddingModel", "CONFIG_NAME", "WEIGHTS_NAME", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["JointEmbeddingModel", "ZeroShot", "Classification", "FORMAT", "FORMAT_VERSION", "CHECKPOINT_KEY"]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 FORMAT = "jointembed.joint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CHECKPOINT_KEY = "jointembed_model"  # where ContrastiveTask keeps the model's config inside a Lightning checkpoint
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_RESERVED = {"present", "label", "group", "row", "skipped", "batch_size", "device", "output", "progress", "labels"}
+
+
+@dataclass
+class ZeroShot:
+    """What zero-shot classification needs, saved with the model: class names and each class's prompts.
+
+    Attributes:
+        label_names: Class names by index.
+        prompts: Per class, the texts whose mean embedding stands for it.
+        field: The field (a text field) that embeds the prompts.
+    """
+
+    label_names: list[str]
+    prompts: list[list[str]]
+    field: str
+
+
+class Classification(NamedTuple):
+    """Zero-shot predictions: ``labels`` (names), ``indices`` ``(n,)`` and cosine ``scores`` ``(n, C)``."""
+
+    labels: list[str]
+    indices: torch.Tensor
+    scores: torch.Tensor
+
+
+class _Raw(Dataset):
+    """Raw values → loaded values by a unit (so decoding can run in DataLoader workers)."""
+
+    def __init__(self, values: Sequence[Any], unit: Modality, field: str) -> None:
+        self.values, self.unit, self.field = values, unit, field
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            with one_thread():
+                return self.unit.load(self.values[index])
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{self.field}[{index}]: {error}") from error
 
 
 class JointEmbeddingModel(nn.Module):
-    """Encoders keyed by modality name (the batch key each reads), all sharing the output dimension D.
+    """Fields (name → input unit + encoder), all encoders sharing the output dimension D.
 
     Args:
-        encoders: At least two encoders, e.g. ``{"image": ImageEncoder(...), "text": TextEncoder(...)}``; the
-            dict key (not the encoder's default ``modality``) names the batch entry each one encodes.
+        encoders: At least two encoders by field name, e.g. ``{"image": ..., "text": ...}``; the name is the
+            manifest column (and batch key) each one encodes.
+        inputs: Input units by field name; a field without one gets the default unit of its encoder's type
+            (``ids``, ``text``, ``image``, ``audio``), e.g. ``{"image": ImageModality(image_size=16)}``.
 
     Raises:
-        ValueError: Fewer than two encoders, or encoders with different ``output_dim`` (the message names them).
+        ValueError: Fewer than two encoders, encoders with different ``output_dim``, an input for a field that
+            has no encoder, a field name that is reserved or not a plain name, or a unit that disagrees with
+            its encoder (e.g. sample rates).
     """
 
-    def __init__(self, encoders: dict[str, Encoder]) -> None:
+    def __init__(self, encoders: dict[str, Encoder], inputs: dict[str, Modality] | None = None) -> None:
         super().__init__()
         if len(encoders) < 2:
             raise ValueError(f"a joint model needs at least two encoders, got {sorted(encoders)}")
@@ -55,24 +121,62 @@ class JointEmbeddingModel(nn.Module):
         if len(set(dims.values())) > 1:
             listed = ", ".join(f"{name}={dim}" for name, dim in dims.items())
             raise ValueError(f"all encoders must share output_dim, got {listed}")
+        for name in encoders:
+            if not _FIELD.match(name) or name in _RESERVED:
+                raise ValueError(f"field name {name!r} is reserved or not a plain name (letters, digits, _ . -)")
+        inputs = dict(inputs or {})
+        if extra := sorted(set(inputs) - set(encoders)):
+            raise ValueError(f"inputs {extra} have no encoder; the encoders are {sorted(encoders)}")
         self.encoders = nn.ModuleDict(encoders)
         self.output_dim = next(iter(dims.values()))
+        known = set(list_modalities())
+        self.inputs: dict[str, Modality] = {}
+        for name, encoder in encoders.items():
+            unit = inputs.get(name)
+            if unit is None and encoder.modality in known:
+                unit = create_modality(encoder.modality)
+            if unit is not None:
+                self.inputs[name] = unit
+        self.zero_shot: ZeroShot | None = None
+        self.bind_inputs()
 
     @property
     def modalities(self) -> list[str]:
-        """The encoders' names, in order."""
+        """The field names, in order (kept under this name for the training code)."""
         return list(self.encoders.keys())
 
+    fields = modalities
+
+    def bind_inputs(self) -> None:
+        """Let each unit check (or size) its encoder: after a unit is fitted, an ids encoder built with
+        ``num_embeddings: null`` gets its table here."""
+        for name, unit in self.inputs.items():
+            unit.bind(self.encoders[name], name)
+
+    def set_zero_shot(self, label_names: Sequence[str], prompts: Sequence[Sequence[str]], field: str) -> None:
+        """Keep class names and prompts with the model (saved in its folder) for :meth:`classify`.
+
+        Raises:
+            ValueError: ``field`` is not a field, or the prompts do not give every class at least one text.
+        """
+        if field not in self.encoders:
+            raise ValueError(f"prompt field {field!r} is not a field of the model ({', '.join(self.modalities)})")
+        if len(prompts) != len(label_names) or any(not p for p in prompts):
+            raise ValueError(f"need at least one prompt for each of the {len(label_names)} classes")
+        self.zero_shot = ZeroShot(list(label_names), [list(p) for p in prompts], field)
+
+    # ----- batches -------------------------------------------------------------------------------------------
+
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Embed every modality of the model that the batch holds.
+        """Embed every field of the model that the batch holds.
 
         Args:
-            batch: The data module's batch dict: modality name → that modality's inputs (present examples only),
-                and ``"present"``: modality name → ``(B,)`` bool mask. A modality with no present example (or
-                absent from the batch) is skipped.
+            batch: The data module's batch dict: field → that field's batch (present examples only), and
+                ``"present"``: field → ``(B,)`` bool mask. A field with no present example (or absent from the
+                batch) is skipped.
 
         Returns:
-            Modality name → ``(n_present, D)`` L2-normalised embeddings, rows in example order.
+            Field → ``(n_present, D)`` L2-normalised embeddings, rows in example order.
         """
         present = batch.get("present", {})
         out = {}
@@ -82,117 +186,280 @@ class JointEmbeddingModel(nn.Module):
             out[name] = encoder(batch[name])
         return out
 
-    def embed(self, modality: str, inputs: Any) -> torch.Tensor:
-        """``(n, D)`` L2-normalised embeddings of one modality's inputs (as the data module batches them).
+    def encode(self, field: str, batch: Any) -> torch.Tensor:
+        """``(n, D)`` embeddings of one field's batch (as its unit collates it); gradients as the caller's mode.
 
         Raises:
-            KeyError: The model has no encoder of that name; the message lists the ones it has.
+            KeyError: The model has no such field; the message lists the ones it has.
         """
-        if modality not in self.encoders:
-            raise KeyError(f"the model has no encoder {modality!r}; it has: {', '.join(self.modalities)}")
-        return self.encoders[modality](inputs)
+        return self._encoder(field)(batch)
+
+    def _encoder(self, field: str) -> Encoder:
+        if field not in self.encoders:
+            raise KeyError(f"the model has no field {field!r}; it has: {', '.join(self.modalities)}")
+        return self.encoders[field]
+
+    # ----- raw inputs --------------------------------------------------------------------------------------
+
+    def embed(
+        self,
+        *,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        output: Literal["torch", "numpy"] = "torch",
+        progress: bool | None = None,
+        num_workers: int = 0,
+        **field_values: Sequence[Any],
+    ) -> torch.Tensor | np.ndarray:
+        """Embed raw values of one field: ``model.embed(audio=["a.wav", (wave, 16000)])``.
+
+        Each value goes through the field's unit exactly as in training (decode, preprocess, collate), in eval
+        mode without gradients; the model's train/eval mode is restored afterwards.
+
+        Args:
+            batch_size: Values per forward pass.
+            device: Move the model there first (``None`` keeps its device).
+            output: ``torch`` (a CPU tensor) or ``numpy``.
+            progress: Show a progress bar; ``None`` shows one above 20 batches.
+            num_workers: DataLoader workers that decode and preprocess (for many or large files).
+            **field_values: Exactly one ``field=[values]``: e.g. ``audio`` (paths, bytes, ``(samples, rate)``),
+                ``image`` (paths, bytes, PIL images, arrays), ``text`` (strings), ``ids`` (lists of raw keys).
+
+        Returns:
+            ``(n, D)`` unit vectors, row ``i`` for value ``i``.
+
+        Raises:
+            TypeError: Not exactly one field, values not in a list, or a value of a kind the unit does not read.
+            KeyError: No such field (the message lists the model's fields).
+            ValueError / BadMediaError: A value that cannot be read; the message names the field and index or
+                the file.
+        """
+        if len(field_values) != 1:
+            raise TypeError(f"embed takes exactly one field, e.g. embed(audio=[...]); fields: {self.modalities}")
+        ((field, values),) = field_values.items()
+        encoder = self._encoder(field)
+        unit = self.inputs.get(field)
+        if unit is None:
+            raise ValueError(f"field {field!r} has no input unit to read raw values; use encode() with a batch")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise TypeError(f"{field} must be a list of values, e.g. {field}=[...]; got {type(values).__name__}")
+        if device is not None:
+            self.to(device)
+        loader = DataLoader(
+            _Raw(values, unit, field), batch_size=batch_size, num_workers=num_workers, collate_fn=unit.collate
+        )
+        show = progress if progress is not None else len(loader) > 20
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                parts = [encoder(batch).float().cpu() for batch in _maybe_progress(loader, show, field)]
+        finally:
+            self.train(was_training)
+        result = torch.cat(parts) if parts else torch.zeros(0, self.output_dim)
+        return result.numpy() if output == "numpy" else result
 
     @staticmethod
-    def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity ``(n, m)`` between the rows of ``a`` ``(n, D)`` and ``b`` ``(m, D)`` (any modalities)."""
-        return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+    def similarity(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Cosine similarity ``(n, m)`` between the rows of ``a`` ``(n, D)`` and ``b`` ``(m, D)`` (any fields)."""
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        return F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
+
+    def class_vectors(self, labels: Sequence[str] | Mapping[str, Sequence[str]] | None = None) -> torch.Tensor:
+        """``(C, D)`` unit class vectors: the mean embedding of each class's prompts.
+
+        Args:
+            labels: ``None`` uses the prompts saved with the model; a list of names uses each name as a text
+                (with the saved templates' classes' prompts replaced); a dict maps each name to its prompts.
+
+        Raises:
+            ValueError: No labels given and none saved with the model.
+        """
+        names, prompts, field = self._prompts(labels)
+        flat = [p for group in prompts for p in group]
+        emb = self.embed(**{field: flat})
+        owner = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor([len(p) for p in prompts]))
+        sums = torch.zeros(len(prompts), emb.shape[1]).index_add_(0, owner, emb)
+        return F.normalize(sums, dim=-1)
+
+    def _prompts(self, labels: Sequence[str] | Mapping[str, Sequence[str]] | None) -> tuple[list, list, str]:
+        saved = self.zero_shot
+        text_fields = [name for name, unit in self.inputs.items() if unit.registry_name == "text"]
+        field = saved.field if saved is not None else (text_fields[0] if text_fields else None)
+        if field is None:
+            raise ValueError("the model has no text field to embed class prompts")
+        if labels is None:
+            if saved is None:
+                raise ValueError("no labels given and none saved with the model: pass labels=[...]")
+            return saved.label_names, saved.prompts, field
+        if isinstance(labels, Mapping):
+            return list(labels), [list(v) for v in labels.values()], field
+        return list(labels), [[str(name)] for name in labels], field
+
+    def classify(
+        self,
+        *,
+        labels: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        batch_size: int = 64,
+        **field_values: Sequence[Any],
+    ) -> Classification:
+        """Zero-shot classification: each value's class is the one whose prompts' mean embedding is nearest.
+
+        ``model.classify(audio=["seven.wav"])`` uses the label names and prompts saved with the model.
+
+        Args:
+            labels: As in :meth:`class_vectors`.
+            batch_size: Values per forward pass.
+            **field_values: Exactly one ``field=[values]``, as in :meth:`embed`.
+        """
+        names = self._prompts(labels)[0]
+        classes = self.class_vectors(labels)
+        scores = self.similarity(self.embed(batch_size=batch_size, **field_values), classes)
+        indices = scores.argmax(dim=1) if len(scores) else torch.zeros(0, dtype=torch.long)
+        return Classification([names[i] for i in indices.tolist()], indices, scores)
+
+    # ----- saving and loading -------------------------------------------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
-        """The ``config.json`` content: format, version, and each encoder's registry name and config."""
-        encoders = {}
+        """The model's whole configuration as JSON types (kept in Lightning checkpoints); the folder's
+        ``config.json`` is the same with files in place of large values."""
+        return self._config(lambda part, name, kind: part.get_config())
+
+    def _config(self, config_of: Any) -> dict[str, Any]:
+        fields = {}
         for name, encoder in self.encoders.items():
-            if not getattr(encoder, "registry_name", ""):
+            if not encoder.registry_name:
                 raise ValueError(
                     f"encoder {name!r} ({type(encoder).__name__}) is not registered: decorate its class with "
                     "@jointembed.registry.register_encoder(name) so a checkpoint can name it"
                 )
-            encoders[name] = {"type": encoder.registry_name, "config": encoder.get_config()}
-        return {"format": FORMAT, "version": FORMAT_VERSION, "encoders": encoders}
+            unit = self.inputs.get(name)
+            fields[name] = {
+                "encoder": {"type": encoder.registry_name, "config": config_of(encoder, name, "encoder")},
+                "input": None
+                if unit is None
+                else {"type": unit.registry_name, "config": config_of(unit, name, "input")},
+            }
+        zero_shot = None if self.zero_shot is None else asdict(self.zero_shot)
+        return {"format": FORMAT, "version": FORMAT_VERSION, "output_dim": self.output_dim, "fields": fields,
+                "zero_shot": zero_shot}  # fmt: skip
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``folder`` (created; files written atomically)."""
-        folder = Path(folder)
-        config = self.get_config()
-        # Cloning gives every tensor its own storage: safetensors refuses tensors that share memory.
-        state = {key: value.detach().cpu().contiguous().clone() for key, value in self.state_dict().items()}
-        atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT}))
-        atomic_write_json(folder / CONFIG_NAME, config)
-        return folder
+    def save_pretrained(self, folder: str | os.PathLike, card: str | None = None) -> Path:
+        """Write the self-contained pretrained folder (see the module docstring) atomically: a save that is
+        interrupted leaves any previous folder at ``folder`` whole.
+
+        Args:
+            folder: Destination.
+            card: ``README.md`` text (``jointembed fit`` writes one with the run's test metrics).
+
+        Returns:
+            The folder.
+        """
+
+        def config_in(tmp: Path) -> dict[str, Any]:
+            def config_of(part: Any, name: str, kind: str) -> dict[str, Any]:
+                return part.save_to(tmp / "fields" / name / kind)
+
+            return self._config(config_of)
+
+        return write_folder(folder, config_in, state_for_saving(self), card=card)
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
+        cls, name_or_path: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
     ) -> JointEmbeddingModel:
-        """Rebuild a model saved with :meth:`save_pretrained` from a local folder.
+        """Load a model, in eval mode, from a pretrained folder, a Lightning ``.ckpt`` written by ``jointembed
+        fit``, or a Hugging Face hub repo id (offline from the cache when ``HF_HUB_OFFLINE=1``).
 
         Args:
-            folder: The saved folder.
-            strict: Require the weights' keys to match the model's exactly.
+            name_or_path: The folder, the ``.ckpt`` file, or ``owner/name`` on the hub.
+            strict: Require the weights' keys to match the model's exactly (else load the common ones, warn and
+                skip the rest).
             map_location: Device the weights are loaded onto.
 
         Raises:
-            CheckpointError: A file is missing or unreadable, the format or version is not this one, an encoder
-                type is unknown, or (strict) keys are missing/unexpected; the message names the file.
+            CheckpointError: A file is missing, truncated or tampered with; the format or version is not one this
+                version reads; a field's encoder or input type is unknown or its config does not fit; or
+                (strict) keys are missing or unexpected. The message names the file and the field or key.
         """
-        folder = Path(folder)
-        config = _read_config(folder / CONFIG_NAME)
-        encoders = {}
-        for name, spec in config["encoders"].items():
+        path = resolve_folder(name_or_path)
+        if path.is_file():
+            checkpoint = read_lightning_checkpoint(path)
+            config = checkpoint.get(CHECKPOINT_KEY)
+            if not isinstance(config, dict):
+                raise CheckpointError(
+                    f"{path}: no '{CHECKPOINT_KEY}' entry: not written by jointembed's ContrastiveTask"
+                )
+            model = cls._build(config, path, None)
+            prefix = "model."
+            state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+            load_weights(model, path, strict=strict, map_location=map_location, state=state)
+        else:
+            config = read_config(path, FORMAT, (1, FORMAT_VERSION))
+            model = cls._build(config, path / CONFIG_NAME, path)
+            load_weights(model, path / WEIGHTS_NAME, strict=strict, map_location=map_location)
+        return model.to(map_location).eval()
+
+    @classmethod
+    def _build(cls, config: Mapping[str, Any], source: Path, folder: Path | None) -> JointEmbeddingModel:
+        """A model (random weights) from a config: version 2 ``fields``, or version 1 ``encoders``."""
+        if config.get("version") == 1:
+            fields = {name: {"encoder": spec, "input": None} for name, spec in dict(config.get("encoders", {})).items()}
+        else:
+            fields = config.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            raise CheckpointError(f"{source}: field 'fields' must map field names to {{'encoder', 'input'}}")
+        encoders, inputs = {}, {}
+        for name, spec in fields.items():
+            where = None if folder is None else folder / "fields" / name
             try:
-                encoders[name] = create_encoder(spec["type"], **spec.get("config", {}))
-            except (KeyError, TypeError) as error:
-                raise CheckpointError(f"{folder / CONFIG_NAME}: cannot build encoder {name!r}: {error}") from error
-        model = cls(encoders)
-        model.load_weights(folder / WEIGHTS_NAME, strict=strict, map_location=map_location)
+                encoder_spec = spec["encoder"]
+                encoder_class = get_encoder_class(encoder_spec["type"])
+                config_ = dict(encoder_spec.get("config", {}))
+                encoders[name] = (
+                    encoder_class(**config_) if where is None else encoder_class.load_from(config_, where / "encoder")
+                )
+                if spec.get("input") is not None:
+                    unit_class = get_modality_class(spec["input"]["type"])
+                    unit_config = dict(spec["input"].get("config", {}))
+                    inputs[name] = (
+                        unit_class(**unit_config)
+                        if where is None
+                        else unit_class.load_from(unit_config, where / "input")
+                    )
+            except CheckpointError:
+                raise
+            except (KeyError, TypeError, ValueError, OSError) as error:
+                raise CheckpointError(f"{source}: cannot build field {name!r}: {error}") from error
+        try:
+            model = cls(encoders, inputs)
+        except ValueError as error:
+            raise CheckpointError(f"{source}: {error}") from error
+        zero_shot = config.get("zero_shot")
+        if zero_shot:
+            try:
+                model.set_zero_shot(zero_shot["label_names"], zero_shot["prompts"], zero_shot["field"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{source}: field 'zero_shot' is invalid: {error}") from error
         return model
 
     def load_weights(
         self, path: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
     ) -> None:
-        """Load a ``model.safetensors`` file into this model.
-
-        Raises:
-            CheckpointError: The file is missing or unreadable, shapes differ, or (strict) keys are missing or
-                unexpected (one error listing both).
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: weights file not found")
-        try:
-            state = load_file(str(path), device=str(map_location))
-        except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"{path}: cannot read safetensors weights: {error}") from error
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        if strict and (missing or unexpected):
-            raise CheckpointError(
-                f"{path}: weights do not match the model; missing keys: {missing}; unexpected keys: {unexpected}"
-            )
-        shapes = [
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in own
-            if k in state and state[k].shape != own[k].shape
-        ]
-        if shapes:
-            raise CheckpointError(f"{path}: shape mismatch: {'; '.join(shapes)}")
-        self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+        """Load a ``model.safetensors`` file into this model (see :func:`jointembed.pretrained.load_weights`)."""
+        load_weights(self, path, strict=strict, map_location=map_location)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: config file not found (is this a folder written by save_pretrained?)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot read JSON config: {error}") from error
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{path}: format is {found!r}, expected {FORMAT!r}")
-    if config.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported version {config.get('version')!r}, expected {FORMAT_VERSION}")
-    if not isinstance(config.get("encoders"), dict) or not all(
-        isinstance(spec, dict) and isinstance(spec.get("type"), str) for spec in config["encoders"].values()
-    ):
-        raise CheckpointError(f"{path}: 'encoders' must map names to {{'type': registry name, 'config': {{...}}}}")
-    return config
+def _part(class_of: Any, spec: Mapping[str, Any], field_folder: Path | None, kind: str) -> Any:
+    """Build an encoder or input unit from ``{"type", "config"}`` (with its files, when loading a folder)."""
+    part_class = class_of(spec["type"])
+    config = dict(spec.get("config", {}))
+    return part_class(**config) if field_folder is None else part_class.load_from(config, field_folder / kind)
+
+
+def _maybe_progress(loader: DataLoader, show: bool, field: str) -> Any:
+    if not show:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=f"embedding {field}", unit="batch")

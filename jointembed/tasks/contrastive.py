@@ -17,17 +17,21 @@ zero-shot accuracy per modality (``val/zeroshot_audio``: nearest class prompt, p
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
+from jointembed.data.multimodal import LabelledData, MultimodalDataModule
 from jointembed.distributed import gather_no_grad, gather_with_grad, is_distributed, rank, world_size
-from jointembed.metrics.retrieval import class_embeddings, retrieval_metrics, zero_shot_accuracy
-from jointembed.models.joint import JointEmbeddingModel
+from jointembed.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
+from jointembed.models.joint import CHECKPOINT_KEY, JointEmbeddingModel
+from jointembed.pretrained import model_card, read_lightning_checkpoint
 from jointembed.registry import create_loss
 
 __all__ = ["ContrastiveTask", "pair_name", "select_pair", "positives_from_labels", "format_results_table"]
@@ -97,15 +101,18 @@ class ContrastiveTask(LightningModule):
     """Trains a :class:`~jointembed.models.joint.JointEmbeddingModel` with a contrastive loss over modality pairs.
 
     Batches follow the multimodal contract: ``present`` masks, one entry per modality (present examples only),
-    and optional ``label``/``group`` ``(B,)`` (``-1`` unknown). The model is not a hyperparameter (its weights are
-    in the checkpoint, its configuration in the CLI's ``config.yaml``): restore with
-    ``ContrastiveTask.load_from_checkpoint(path, model=JointEmbeddingModel(...))``, or keep the model alone with
-    ``task.model.save_pretrained(folder)``. Under DDP, when some processes can lack a modality in a batch, use
-    ``strategy: ddp_find_unused_parameters_true``.
+    and optional ``label``/``group`` ``(B,)`` (``-1`` unknown). Before training, ``setup`` binds a
+    :class:`~jointembed.data.multimodal.MultimodalDataModule` to the model's own input units (so the data is
+    preprocessed by the code that inference uses), sizes ID tables from the data, and saves the label names and
+    prompts with the model. The model's configuration is saved in every checkpoint: restore with
+    ``ContrastiveTask.load_from_checkpoint(path)`` or ``JointEmbeddingModel.from_pretrained(path)``;
+    ``jointembed fit`` ends by writing the pretrained folder (:meth:`export_pretrained`). Under DDP, when some
+    processes can lack a modality in a batch, use ``strategy: ddp_find_unused_parameters_true``.
 
     Args:
         model: The joint model (at least two encoders).
-        loss: Registered loss name: ``info_nce`` (symmetric CLIP) or ``siglip``.
+        loss: Registered pair loss (:func:`jointembed.registry.list_losses`): ``info_nce`` (symmetric CLIP) or
+            ``siglip``.
         loss_config: Constructor arguments of the loss (e.g. ``{"init_scale": 10.0}``).
         anchor: ``None`` trains every pair of modalities; a modality name trains each other modality against it.
         pair_weights: Weight per pair, keys like ``"audio-image"`` (either order); unlisted pairs weigh 1.
@@ -124,7 +131,7 @@ class ContrastiveTask(LightningModule):
     def __init__(
         self,
         model: JointEmbeddingModel,
-        loss: Literal["info_nce", "siglip"] = "info_nce",
+        loss: str = "info_nce",
         loss_config: dict[str, Any] | None = None,
         anchor: str | None = None,
         pair_weights: dict[str, float] | None = None,
@@ -156,6 +163,7 @@ class ContrastiveTask(LightningModule):
                 model.encoders[name].freeze(True)
         if lr <= 0 or weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
+        self._bound: Any = None  # the data module bound to the model's inputs
         self._eval: dict[str, dict[str, list[torch.Tensor]]] = {}
         self._eval_seen = 0
         self.results_table: dict[str, dict[str, float]] | None = None
@@ -177,6 +185,75 @@ class ContrastiveTask(LightningModule):
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Modality → ``(n_present, D)`` embeddings of the batch."""
         return self.model(batch)
+
+    # ----- binding the data --------------------------------------------------------------------------------
+
+    def bind_data(self, datamodule: Any) -> None:
+        """Bind a multimodal data module to the model's input units (fitting the ones that learn from the
+        training split, e.g. an ids vocabulary), size the encoders from them, and keep the zero-shot label
+        names and prompts with the model. ``jointembed`` calls it before a run; ``setup`` calls it otherwise."""
+        if isinstance(datamodule, MultimodalDataModule):
+            datamodule.setup()
+            datamodule.bind(self.model.inputs)
+            self.model.bind_inputs()
+            self._bound = datamodule
+        if self.hparams.class_prompts and self.hparams.prompt_modality in self.model.encoders:
+            prompts = self.prompts_by_class()
+            names = self.label_names() or list(self.hparams.class_prompts)
+            self.model.set_zero_shot(names, prompts, self.hparams.prompt_modality)
+
+    def setup(self, stage: str) -> None:
+        """Bind the trainer's data module, unless that was done before the run (see :meth:`bind_data`)."""
+        trainer = self._trainer
+        datamodule = trainer.datamodule if trainer is not None else None
+        if datamodule is not None and datamodule is not self._bound:
+            self.bind_data(datamodule)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the model's configuration (JSON) in the checkpoint, so it loads without the recipe."""
+        checkpoint[CHECKPOINT_KEY] = self.model.get_config()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, **kwargs: Any) -> ContrastiveTask:  # type: ignore[override]
+        """Restore a task from a checkpoint written by ``jointembed fit``; the model is rebuilt from the
+        configuration the checkpoint carries unless ``model=`` is given. Read with ``weights_only=True``."""
+        if "model" not in kwargs:
+            config = read_lightning_checkpoint(checkpoint_path).get(CHECKPOINT_KEY)
+            if config is None:
+                raise ValueError(
+                    f"{checkpoint_path}: no model configuration inside; pass model=JointEmbeddingModel(...)"
+                )
+            kwargs["model"] = JointEmbeddingModel._build(config, Path(checkpoint_path), None)
+        kwargs.setdefault("weights_only", True)
+        return super().load_from_checkpoint(checkpoint_path, **kwargs)
+
+    def export_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the trained model as a pretrained folder with a model card holding ``metrics``."""
+        fields = {name: unit.registry_name for name, unit in self.model.inputs.items()}
+        first = next(iter(fields), "text")
+        usage = (
+            "from jointembed import JointEmbeddingModel\n\n"
+            f'model = JointEmbeddingModel.from_pretrained("{Path(folder).name}")\n'
+            f"vectors = model.embed({first}=[...])  # (n, {self.model.output_dim}) unit vectors\n"
+        )
+        if self.model.zero_shot is not None:
+            usage += f"print(model.classify({first}=[...]).labels)  # zero-shot, with the saved prompts\n"
+        details = {
+            "fields": ", ".join(f"{k} ({v}, {self.model.encoders[k].registry_name})" for k, v in fields.items()),
+            "shared dimension": self.model.output_dim,
+            "loss": self.hparams.loss,
+        }
+        if self.model.zero_shot is not None:
+            details["classes"] = ", ".join(self.model.zero_shot.label_names)
+        card = model_card(
+            "jointembed joint embedding model",
+            "Encoders that map each field's raw inputs into one shared space, trained contrastively: a cosine "
+            "similarity compares any two inputs, whatever their data types.",
+            usage,
+            metrics,
+            details,
+        )
+        return self.model.save_pretrained(folder, card=card)
 
     def _masks(self, batch: Mapping[str, Any], embeddings: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``(B,)`` presence mask of every model modality the batch serves (all present when it has no mask)."""
@@ -324,11 +401,11 @@ class ContrastiveTask(LightningModule):
         self.log(name, value, prog_bar=prog_bar, sync_dist=True)
 
     def _zero_shot(self, stage: str, data: Mapping[str, Any], table: dict[str, dict[str, float]]) -> list[float]:
-        prompts = self.prompts_by_class()
-        modality = self.hparams.prompt_modality
-        if prompts is None or modality not in self.model.encoders:
+        saved = self.model.zero_shot
+        if saved is None:
             return []
-        classes = self.embed_prompts(prompts)
+        modality = saved.field
+        classes = self.model.class_vectors().to(self.device)
         accuracies = []
         for m, d in data.items():
             known = d["label"] >= 0
@@ -341,11 +418,12 @@ class ContrastiveTask(LightningModule):
         return accuracies
 
     def label_names(self) -> list[str] | None:
-        """The data module's ``label_names`` when the trainer has a data module that defines them."""
+        """The label names of the trainer's multimodal data module, else those saved with the model, else None."""
         trainer = self._trainer
-        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        names = getattr(datamodule, "label_names", None)
-        return list(names) if names is not None else None
+        datamodule = self._bound if self._bound is not None else (trainer.datamodule if trainer is not None else None)
+        if isinstance(datamodule, LabelledData):
+            return list(datamodule.label_names)
+        return None if self.model.zero_shot is None else list(self.model.zero_shot.label_names)
 
     def prompts_by_class(self) -> list[list[str]] | None:
         """Prompts of each class by label index, from ``class_prompts`` (and ``label_names``); None if unset.
@@ -366,20 +444,6 @@ class ContrastiveTask(LightningModule):
         if names is None:
             raise ValueError("class_prompts templates need the data module's label_names; none were found")
         return [[template.format(name) for template in spec] for name in names]
-
-    @torch.no_grad()
-    def embed_prompts(self, prompts: list[list[str]], batch_size: int = 256) -> torch.Tensor:
-        """``(C, D)`` unit class vectors: each class's prompts embedded by ``prompt_modality``, averaged."""
-        flat = [p for class_prompts in prompts for p in class_prompts]
-        encoder = self.model.encoders[self.hparams.prompt_modality]
-        was_training = encoder.training
-        encoder.eval()
-        emb = torch.cat([encoder(flat[i : i + batch_size]) for i in range(0, len(flat), batch_size)])
-        encoder.train(was_training)
-        counts = torch.tensor([len(c) for c in prompts], device=emb.device)
-        owner = torch.repeat_interleave(torch.arange(len(prompts), device=emb.device), counts)
-        sums = torch.zeros(len(prompts), emb.shape[1], device=emb.device).index_add_(0, owner, emb.float())
-        return class_embeddings(sums / counts[:, None])
 
     def extra_test_metrics(self) -> dict[str, Any]:
         """``{"test/R@1_table": {query: {gallery: R@1, "zero-shot": accuracy}}}`` from the last test epoch."""

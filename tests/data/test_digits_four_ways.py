@@ -7,12 +7,14 @@ import functools
 import importlib.util
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from jointembed.data.manifest import read_manifest
+from jointembed.modalities.image import resolve_path
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "datasets" / "digits_four_ways"
@@ -32,8 +34,17 @@ def fsdd_folder() -> Path:
 
 
 @functools.cache
-def rows(name: str) -> tuple:
-    return read_manifest(DEMO / f"{name}.jsonl").rows
+def rows(name: str) -> list[SimpleNamespace]:
+    """The rows with their file columns resolved against the manifest's folder (as the image/audio units do)."""
+    manifest = read_manifest(DEMO / f"{name}.jsonl")
+    out = []
+    for row in manifest.rows:
+        files = {c: resolve_path(row.cells[c], manifest.base) if c in row.cells else None for c in ("image", "audio")}
+        ids = tuple(row.cells["ids"]) if "ids" in row.cells else None
+        out.append(
+            SimpleNamespace(row=row.row, label=row.label, group=row.group, columns=row.columns, ids=ids, **files)
+        )
+    return out
 
 
 def test_manifests_reference_only_shipped_files() -> None:
@@ -63,9 +74,9 @@ def test_splits_do_not_leak() -> None:
     assert {r.group for r in rows("test_speaker_split")} == {"yweweler"}
     assert "yweweler" not in {r.group for r in rows("train_speaker_split") + rows("val_speaker_split")}
     for row in rows("test") + rows("test_speaker_split"):  # test rows are complete and paired by digit
-        assert row.modalities == ("ids", "text", "image", "audio") and row.ids == (row.label,)
+        assert row.columns == ("ids", "text", "image", "audio") and row.ids == (row.label,)
         assert row.image.name.startswith(f"{row.label}_") and row.audio.name.startswith(f"{row.label}_")
-    missing = [r for r in rows("train") if len(r.modalities) < 4]
+    missing = [r for r in rows("train") if len(r.columns) < 4]
     assert 0.15 < len(missing) / SIZES["train"] < 0.35
 
 

@@ -34,9 +34,9 @@ def test_forward_encodes_present_modalities_only() -> None:
     assert set(out) == {"a", "text"}
     assert out["a"].shape == (2, 6) and out["text"].shape == (3, 6)
     torch.testing.assert_close(out["a"].norm(dim=1), torch.ones(2))
-    torch.testing.assert_close(out["a"], model.embed("a", features["a"][[0, 2]]))
+    torch.testing.assert_close(out["a"], model.encode("a", features["a"][[0, 2]]))
     with pytest.raises(KeyError, match="has: a, b, text"):
-        model.embed("audio", features["a"])
+        model.encode("audio", features["a"])
 
 
 def test_similarity_is_cosine() -> None:
@@ -48,16 +48,16 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     model = _model().eval()
     model.save_pretrained(tmp_path / "joint")
     config = json.loads((tmp_path / "joint" / "config.json").read_text())
-    assert config["format"] == "jointembed.joint" and config["version"] == 1
-    assert config["encoders"]["b"] == {
+    assert config["format"] == "jointembed.joint" and config["version"] == 2
+    assert config["fields"]["b"]["encoder"] == {
         "type": "test_vector",
         "config": {"in_features": 5, "hidden": 8, "output_dim": 6},
     }
-    assert config["encoders"]["text"]["type"] == "test_words"
+    assert config["fields"]["text"]["encoder"]["type"] == "test_words"
     loaded = JointEmbeddingModel.from_pretrained(tmp_path / "joint").eval()
     x = torch.randn(4, 5)
-    torch.testing.assert_close(loaded.embed("b", x), model.embed("b", x))
-    torch.testing.assert_close(loaded.embed("text", ["hello there"]), model.embed("text", ["hello there"]))
+    torch.testing.assert_close(loaded.encode("b", x), model.encode("b", x))
+    torch.testing.assert_close(loaded.encode("text", ["hello there"]), model.encode("text", ["hello there"]))
     assert [p.name for p in (tmp_path / "joint").iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
@@ -84,13 +84,14 @@ def test_bad_folders_raise_checkpoint_errors_naming_the_file(tmp_path: Path) -> 
     config_path = tmp_path / "config.json"
     config = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**config, "format": "other"}))
-    with pytest.raises(CheckpointError, match=r"config\.json: format is 'other'"):
+    with pytest.raises(CheckpointError, match=r"config\.json: field 'format' is 'other'"):
         JointEmbeddingModel.from_pretrained(tmp_path)
     config_path.write_text(json.dumps({**config, "version": 99}))
-    with pytest.raises(CheckpointError, match=r"config\.json: unsupported version 99"):
+    with pytest.raises(CheckpointError, match=r"config\.json: field 'version' is 99"):
         JointEmbeddingModel.from_pretrained(tmp_path)
-    config_path.write_text(json.dumps({**config, "encoders": {**config["encoders"], "a": {"type": "nope"}}}))
-    with pytest.raises(CheckpointError, match="cannot build encoder 'a'.*unknown encoder 'nope'"):
+    fields = {**config["fields"], "a": {"encoder": {"type": "nope"}, "input": None}}
+    config_path.write_text(json.dumps({**config, "fields": fields}))
+    with pytest.raises(CheckpointError, match="cannot build field 'a'.*unknown encoder 'nope'"):
         JointEmbeddingModel.from_pretrained(tmp_path)
     config_path.write_text(json.dumps(config))
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors")

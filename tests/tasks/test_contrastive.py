@@ -39,7 +39,7 @@ def test_loss_uses_only_examples_with_both_sides() -> None:
     batch = make_batch({"a": [1, 1, 0, 1, 1], "b": [1, 0, 1, 1, 1]}, features)
     loss = task.training_step(batch, 0)
     both = torch.tensor([0, 3, 4])
-    expected = task.loss_fn(task.model.embed("a", features["a"][both]), task.model.embed("b", features["b"][both]))
+    expected = task.loss_fn(task.model.encode("a", features["a"][both]), task.model.encode("b", features["b"][both]))
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert task.loss_fn.log_scale.grad is not None
@@ -52,7 +52,7 @@ def test_pair_with_one_example_contributes_nothing_and_does_not_crash() -> None:
     assert task.training_step(only_one, 0) is None  # a-b has one example, the text pairs none
     batch = make_batch({"a": [1, 0, 0], "b": [1, 1, 1], "text": [0, 1, 1]}, features)
     loss = task.training_step(batch, 0)  # only b-text (examples 1, 2) counts
-    b, text = task.model.embed("b", features["b"][1:]), task.model.embed("text", ["two", "three"])
+    b, text = task.model.encode("b", features["b"][1:]), task.model.encode("text", ["two", "three"])
     torch.testing.assert_close(loss, task.loss_fn(b, text))
     empty = make_batch({"a": [0, 0], "b": [0, 0]}, _features(2))
     assert task.training_step(empty, 0) is None
@@ -68,7 +68,7 @@ def test_labels_as_positives_by_hand() -> None:
     assert torch.equal(positives_from_labels(torch.tensor(labels)), positives)
     for loss_name in ("info_nce", "siglip"):
         with_labels = _task(loss=loss_name)
-        a, b = with_labels.model.embed("a", features["a"]), with_labels.model.embed("b", features["b"])
+        a, b = with_labels.model.encode("a", features["a"]), with_labels.model.encode("b", features["b"])
         expected = with_labels.loss_fn(a, b, positives)
         torch.testing.assert_close(with_labels.training_step(batch, 0), expected)
         without = _task(loss=loss_name, use_labels_as_positives=False).training_step(batch, 0)
@@ -76,7 +76,7 @@ def test_labels_as_positives_by_hand() -> None:
         assert not torch.isclose(without, expected)
     by_group = make_batch({"a": [1] * 4, "b": [1] * 4}, features, groups=labels)
     grouped = _task(use_labels_as_positives=False, use_groups_as_positives=True)
-    a, b = grouped.model.embed("a", features["a"]), grouped.model.embed("b", features["b"])
+    a, b = grouped.model.encode("a", features["a"]), grouped.model.encode("b", features["b"])
     torch.testing.assert_close(grouped.training_step(by_group, 0), grouped.loss_fn(a, b, positives))
 
 
@@ -86,8 +86,8 @@ def test_anchor_and_pair_weights() -> None:
     assert task.pairs == [("a", "text"), ("b", "text")]
     features = {**_features(3), "text": ["one", "two", "three"]}
     batch = make_batch({"a": [1, 1, 1], "b": [1, 1, 1], "text": [1, 1, 1]}, features)
-    a, b = task.model.embed("a", features["a"]), task.model.embed("b", features["b"])
-    text = task.model.embed("text", features["text"])
+    a, b = task.model.encode("a", features["a"]), task.model.encode("b", features["b"])
+    text = task.model.encode("text", features["text"])
     expected = 0.5 * task.loss_fn(a, text) + task.loss_fn(b, text)
     torch.testing.assert_close(task.training_step(batch, 0), expected)
     with pytest.raises(ValueError, match="not a trained pair; trained pairs: a-text, b-text"):
@@ -162,7 +162,7 @@ def test_training_on_clusters_reaches_high_recall_and_zero_shot(tmp_path: Path, 
     assert restored.hparams.class_prompts == ["{}", "the colour {}"]
     x = torch.randn(3, 4)
     task.eval(), restored.eval()
-    torch.testing.assert_close(restored.model.embed("a", x), task.model.embed("a", x))
+    torch.testing.assert_close(restored.model.encode("a", x), task.model.encode("a", x))
     torch.testing.assert_close(restored.loss_fn.scale, task.loss_fn.scale)
 
 

@@ -89,6 +89,8 @@ def test_joint_model_round_trip_on_real_batches(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = JointEmbeddingModel({m: create_encoder(name, **_encoder_args(name)) for m, (_, name) in ENCODERS.items()})
     data = MultimodalDataModule(**_data_args())
+    data.setup()
+    data.bind(model.inputs)  # the model's own units: 8 kHz from its audio encoder
     batch = next(iter(data.val_dataloader()))
     model.eval().save_pretrained(tmp_path / "digits")
     loaded = JointEmbeddingModel.from_pretrained(tmp_path / "digits").eval()

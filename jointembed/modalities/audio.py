@@ -1,0 +1,108 @@
+"""Audio: a path, bytes or (samples, rate) → mono at the encoder's sample rate → a clip of at most a set length."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from jointembed.data.media import decode_audio
+from jointembed.modalities.base import Modality
+from jointembed.modalities.image import resolve_path
+from jointembed.registry import register_modality
+
+__all__ = ["AudioModality", "pack_audio"]
+
+
+def pack_audio(waves: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Clips ``(T_i,)`` → ``{"waveform": (n, max T_i) zero-padded, "lengths": (n,)}``."""
+    lengths = torch.tensor([w.numel() for w in waves], dtype=torch.long)
+    waveform = torch.zeros(len(waves), int(lengths.max()) if len(waves) else 0)
+    for i, wave in enumerate(waves):
+        waveform[i, : wave.numel()] = wave
+    return {"waveform": waveform, "lengths": lengths}
+
+
+@register_modality("audio")
+class AudioModality(Modality):
+    """A sound per example: mono, at the audio encoder's sample rate, cropped to ``max_seconds``.
+
+    Raw values: a file path (WAV, FLAC, OGG: anything libsndfile reads), encoded bytes, or a
+    ``(samples, rate)`` pair; stereo is averaged to mono and any rate is resampled. Longer clips are cropped to
+    their middle (a random window when training, with a random gain of up to ``± gain_db``).
+    Batch: ``{"waveform": FloatTensor (n, T), "lengths": LongTensor (n,)}``, zero-padded.
+
+    Args:
+        sample_rate: Rate in Hz; ``None`` takes the bound audio encoder's (the one place it is set).
+        max_seconds: Longer clips are cropped to this; ``None`` keeps whole clips.
+        gain_db: Range of the random training gain in dB (0 disables it).
+    """
+
+    def __init__(self, sample_rate: int | None = None, max_seconds: float | None = 1.0, gain_db: float = 6.0) -> None:
+        super().__init__()
+        self._set_config(locals())
+        if sample_rate is not None and sample_rate < 1:
+            raise ValueError(f"sample_rate must be >= 1, got {sample_rate}")
+        if max_seconds is not None and max_seconds <= 0:
+            raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds}")
+        self.sample_rate = sample_rate
+        self.max_seconds = max_seconds
+        self.gain_db = gain_db
+
+    @property
+    def fitted(self) -> bool:
+        return self.sample_rate is not None
+
+    def bind(self, encoder: torch.nn.Module, field: str) -> None:
+        """Take the audio encoder's sample rate, or check that it is this unit's.
+
+        Raises:
+            ValueError: The unit's and the encoder's rates differ (both are named).
+        """
+        rate = getattr(encoder, "sample_rate", None)
+        if rate is None:
+            return
+        if self.sample_rate is None:
+            self.sample_rate = int(rate)
+            self._config["sample_rate"] = int(rate)
+        elif int(rate) != self.sample_rate:
+            raise ValueError(
+                f"field {field!r}: the audio input is set to {self.sample_rate} Hz but its encoder expects {rate} Hz;"
+                " leave the input's sample_rate unset to take the encoder's"
+            )
+
+    def parse_cell(self, value: Any, base: Path, from_csv: bool) -> Path:
+        return resolve_path(value, base)
+
+    def _rate(self) -> int:
+        if self.sample_rate is None:
+            raise ValueError("the audio input has no sample_rate: set it, or bind it to an audio encoder")
+        return self.sample_rate
+
+    def decode(self, value: Any) -> torch.Tensor:
+        """Any audio value → mono float32 ``(T,)`` at ``sample_rate``."""
+        return decode_audio(value, self._rate())
+
+    def transform(self, decoded: torch.Tensor, train: bool = False) -> torch.Tensor:
+        wave = decoded
+        if self.max_seconds is not None:
+            limit = max(1, round(self.max_seconds * self._rate()))
+            if wave.numel() > limit:
+                spare = wave.numel() - limit
+                start = int(torch.randint(0, spare + 1, ())) if train else spare // 2
+                wave = wave[start : start + limit]
+        if train and self.gain_db > 0:
+            decibels = (torch.rand(()) * 2 - 1) * self.gain_db
+            wave = wave * torch.pow(10.0, decibels / 20)
+        return wave
+
+    def collate(self, items: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        return pack_audio(items)
+
+    def example_values(self, count: int = 2, seed: int = 0) -> list[Any]:
+        rng = np.random.default_rng(seed)
+        rate = self.sample_rate or 8000
+        return [(rng.uniform(-0.5, 0.5, rate // 4 + 100 * i).astype(np.float32), rate) for i in range(count)]
