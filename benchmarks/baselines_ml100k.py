@@ -51,7 +51,7 @@ def main() -> None:
                 "l2": l2,
                 f"val_ndcg@{k}": val_metrics[f"ndcg@{k}"],
                 f"test_ndcg@{k}": test_metrics[f"ndcg@{k}"],
-                f"test_hit_rate@{k}": test_metrics[f"hit_rate@{k}"],
+                f"test_hr@{k}": test_metrics[f"hr@{k}"],
             }
         )
     best = max(sweep, key=lambda row: row[f"val_ndcg@{k}"])["l2"]

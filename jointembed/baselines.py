@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from jointembed.data.interactions import Histories
-from jointembed.metrics.ranking import SCORE_BUDGET, topk_from_scorer
+from jointembed.histories import Histories
+from jointembed.metrics.ranking import budget_rows, topk_from_scorer
 
 __all__ = ["RandomRecommender", "PopularityRecommender", "EASE"]
 
@@ -53,7 +53,7 @@ class _Baseline(ABC):
         """
         self._check_fitted(histories)
         if chunk_size is None:
-            chunk_size = max(1, SCORE_BUDGET // self.num_items)
+            chunk_size = budget_rows(self.num_items)
         return topk_from_scorer(
             lambda chunk: self.score(histories, chunk), users, histories if exclude_seen else None, k, chunk_size
         )

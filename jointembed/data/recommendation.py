@@ -30,7 +30,7 @@ from jointembed.data.interactions import (
 )
 from jointembed.data.movie_world import MovieWorld, generate_movie_world
 from jointembed.data.movielens import read_movielens
-from jointembed.metrics.ranking import evaluate_rankings
+from jointembed.metrics.ranking import RANKING_METRICS, evaluate_rankings
 from jointembed.models.recommender import recent_watches
 from jointembed.sparse import SparseBatch
 
@@ -410,9 +410,8 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
             model.fit(fit_on)
             top = model.recommend(s.test_input, s.test_users, k=k)
             metrics = evaluate_rankings(top, s.test_targets, s.train.num_items, ks=[k], users=s.test_users)
-            for key in (f"hit_rate@{k}", f"recall@{k}", f"ndcg@{k}", f"coverage@{k}"):
-                short = key.replace("hit_rate", "hr")
-                result[f"test/baseline_{name}/{short}"] = metrics[key]
+            for metric in RANKING_METRICS:
+                result[f"test/baseline_{name}/{metric}@{k}"] = metrics[f"{metric}@{k}"]
         return result
 
 

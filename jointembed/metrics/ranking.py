@@ -2,7 +2,7 @@
 
 Conventions (all metrics use binary relevance; a target item counts once however often it appears):
 
-- ``hit_rate@k``: 1 if any of the first k recommendations is a target, else 0.
+- ``hr@k`` (hit rate): 1 if any of the first k recommendations is a target, else 0.
 - ``recall@k``: ``|hits| / min(k, |targets|)``, so a perfect list scores 1 even when a user has more than k
   targets (the "truncated" recall of Liang et al., 2018).
 - ``ndcg@k``: ``DCG / IDCG`` with ``DCG = Σ_{rank r ≤ k, hit} 1 / log2(r + 1)`` (r is 1-based) and ``IDCG`` the DCG
@@ -12,8 +12,9 @@ Conventions (all metrics use binary relevance; a target item counts once however
 Per-user metrics are averaged over the users with at least one target; users without targets are skipped.
 Top-k rows hold distinct item IDs; ``-1`` pads rows that have fewer than k candidates and never hits.
 
-:func:`topk_excluding_seen` and :func:`topk_from_scorer` turn scores into top-k lists, masking the items a user
-has already seen, and the latter works in chunks of users so a 500,000 x 1,000,000 score matrix never exists.
+:func:`chunked_top_k` turns scores into top-k lists, masking the items a user has already seen, a block of users at
+a time so a 500,000 x 1,000,000 score matrix never exists; the recommender, the baselines,
+:func:`topk_excluding_seen` (one block) and :func:`topk_from_scorer` (scores by user ID) all rank with it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from jointembed.data.interactions import Histories
+from jointembed.histories import Histories
 from jointembed.sparse import SparseBatch
 
 __all__ = [
@@ -35,6 +37,10 @@ __all__ = [
     "evaluate_rankings",
     "topk_excluding_seen",
     "topk_from_scorer",
+    "chunked_top_k",
+    "budget_rows",
+    "SCORE_BUDGET",
+    "RANKING_METRICS",
 ]
 
 # per-user item lists: CSR Histories, a SparseBatch of bags, or one sequence / array per user
@@ -106,6 +112,12 @@ def _ndcg(hits: np.ndarray, num_targets: np.ndarray) -> np.ndarray:
     return hits @ discounts / ideal
 
 
+# Every ranking result is reported under these names followed by "@k": evaluate_rankings' keys, the recommendation
+# task's val/ and test/ metrics and the baselines' test/baseline_<name>/ metrics.
+RANKING_METRICS = ("hr", "recall", "ndcg", "coverage")
+_PER_USER = {"hr": _hit_rate, "recall": _recall, "ndcg": _ndcg}
+
+
 def _metric(
     fn: Callable[[np.ndarray, np.ndarray], np.ndarray],
     topk: TopK,
@@ -172,7 +184,8 @@ def evaluate_rankings(
         users: ``(B,)`` user ID of each ``topk`` row; selects those rows of ``targets``.
 
     Returns:
-        ``{"hit_rate@k", "ndcg@k", "recall@k", "coverage@k"}`` for each k, plus ``"num_users"``: the number of
+        ``"<name>@k"`` for each name of :data:`RANKING_METRICS` (``hr``, ``recall``, ``ndcg``, ``coverage``) and
+        each k, plus ``"num_users"``: the number of
         rows with at least one target (the users the means are over).
     """
     top = _topk_array(topk, None)
@@ -184,7 +197,7 @@ def evaluate_rankings(
     result: dict[str, float] = {}
     for k in ks or [top.shape[1]]:
         _topk_array(top, k)  # validates k
-        for name, fn in (("hit_rate", _hit_rate), ("ndcg", _ndcg), ("recall", _recall)):
+        for name, fn in _PER_USER.items():
             values = fn(hits[:, :k], num_targets)
             result[f"{name}@{k}"] = float(values[has].mean()) if has.any() else float("nan")
         result[f"coverage@{k}"] = catalog_coverage(top, num_items, k)
@@ -195,6 +208,98 @@ def evaluate_rankings(
 # Largest (users × items) score block any top-k materialises at once: 2**24 floats = 64 MiB, i.e. 16 users at a
 # time for a 1,000,000-item catalogue.
 SCORE_BUDGET = 2**24
+
+
+def budget_rows(num_items: int) -> int:
+    """Rows of an ``(rows, num_items)`` score block that fit in :data:`SCORE_BUDGET` (at least 1)."""
+    return max(1, SCORE_BUDGET // max(1, num_items))
+
+
+class _SeenRows:
+    """The seen items of query rows ``[start, stop)`` as ``(row in block, item)`` index tensors.
+
+    ``seen`` is a :class:`SparseBatch` aligned with the queries (sliced on its own device, no copy to the CPU),
+    or rows aligned with them or, with ``users``, Histories indexed by ``users[i]``.
+    """
+
+    def __init__(self, seen: TargetsLike, num_rows: int, users: np.ndarray | Sequence[int] | None) -> None:
+        self.users = None if users is None else np.asarray(users, dtype=np.int64).reshape(-1)
+        self.bags: SparseBatch | None = None
+        if isinstance(seen, SparseBatch) and self.users is None:
+            self.bags, self.bag_ids, size = seen, seen.bag_ids(), len(seen)
+        else:
+            self.histories = _as_histories(seen)
+            size = len(self.histories)
+        if self.users is None and size != num_rows:
+            raise ValueError(f"seen has {size} rows but there are {num_rows} queries; pass users= to select rows")
+        if self.users is not None and self.users.size != num_rows:
+            raise ValueError(f"users has {self.users.size} entries but there are {num_rows} queries")
+
+    def __call__(self, start: int, stop: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.bags is not None:
+            lo = int(self.bags.offsets[start])
+            hi = int(self.bags.offsets[stop]) if stop < len(self.bags) else self.bags.values.numel()
+            return (self.bag_ids[lo:hi] - start).to(device), self.bags.values[lo:hi].to(device)
+        chosen = np.arange(start, stop) if self.users is None else self.users[start:stop]
+        rows = self.histories.select(chosen)
+        return torch.from_numpy(rows.row_ids()).to(device), torch.from_numpy(rows.items).to(device)
+
+
+def chunked_top_k(
+    scores_of: Callable[[slice], torch.Tensor],
+    num_rows: int,
+    k: int,
+    seen: TargetsLike | None = None,
+    users: np.ndarray | Sequence[int] | None = None,
+    *,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k columns of each row of a ``(num_rows, N)`` score matrix that never exists whole.
+
+    The one top-k of jointembed: the recommender, the baselines and :func:`topk_from_scorer` all rank with it.
+    Blocks of ``chunk_size`` rows are scored, each row's seen items set to ``-inf`` (in place: ``scores_of``
+    must return a fresh tensor), and reduced to their top k.
+
+    Args:
+        scores_of: Maps a slice of query rows to their ``(len(rows), N)`` scores (any device and float dtype).
+        num_rows: Number of query rows B.
+        k: Items per row, ``>= 1``; more than ``N`` pads.
+        seen: Items to exclude per row: rows aligned with the queries (a :class:`SparseBatch`, Histories or
+            lists), or, with ``users``, Histories indexed by user ID; ``None`` excludes nothing.
+        users: ``(B,)`` row of ``seen`` for each query.
+        chunk_size: Rows scored at once (:func:`budget_rows` keeps a block within :data:`SCORE_BUDGET`).
+
+    Returns:
+        ``ids (B, k)`` int64 and ``scores (B, k)`` float32 on the scores' device, best first; ``-1`` / ``-inf``
+        where fewer than k items are left (excluded items, or items whose own score is ``-inf``).
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    exclude = None if seen is None else _SeenRows(seen, num_rows, users)
+    ids, scores = [], []
+    for start in range(0, num_rows, chunk_size):
+        stop = min(start + chunk_size, num_rows)
+        block = scores_of(slice(start, stop)).float()
+        if block.ndim != 2 or block.shape[0] != stop - start:
+            raise ValueError(f"the scorer returned shape {tuple(block.shape)} for {stop - start} query rows")
+        num_items = block.shape[1]
+        if exclude is not None:
+            rows, items = exclude(start, stop, block.device)
+            if items.numel() and int(items.max()) >= num_items:
+                raise ValueError(f"seen holds item {int(items.max())} but the scores have only {num_items} columns")
+            block[rows, items] = float("-inf")
+        top = block.topk(min(k, num_items), dim=1)
+        ids.append(top.indices.masked_fill(top.values == float("-inf"), -1))
+        scores.append(top.values)
+        if k > num_items:
+            ids[-1] = F.pad(ids[-1], (0, k - num_items), value=-1)
+            scores[-1] = F.pad(scores[-1], (0, k - num_items), value=float("-inf"))
+    if not ids:
+        empty = torch.empty(0, k)
+        return empty.long(), empty
+    return torch.cat(ids), torch.cat(scores)
 
 
 def topk_excluding_seen(
@@ -220,28 +325,12 @@ def topk_excluding_seen(
     """
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (users, items), got shape {tuple(scores.shape)}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    num_rows, num_items = scores.shape
     if not scores.is_floating_point():
         scores = scores.float()
     elif not inplace and seen is not None:
         scores = scores.clone()
-    if seen is not None:
-        rows = _as_histories(seen, num_items)
-        if users is not None:
-            rows = rows.select(np.asarray(users))
-        if len(rows) != num_rows:
-            raise ValueError(f"scores has {num_rows} rows but seen has {len(rows)}; pass users= to select rows")
-        if rows.nnz and int(rows.items.max()) >= num_items:
-            raise ValueError(f"seen holds item {int(rows.items.max())} but scores has only {num_items} columns")
-        row_index = torch.from_numpy(rows.row_ids()).to(scores.device)
-        scores[row_index, torch.from_numpy(rows.items).to(scores.device)] = float("-inf")
-    values, index = torch.topk(scores, min(k, num_items), dim=1)
-    index = index.masked_fill(values == float("-inf"), -1)
-    if k > num_items:
-        index = torch.nn.functional.pad(index, (0, k - num_items), value=-1)
-    return index
+    num_rows = scores.shape[0]
+    return chunked_top_k(lambda rows: scores[rows], num_rows, k, seen, users, chunk_size=max(1, num_rows))[0]
 
 
 def topk_from_scorer(
@@ -251,7 +340,7 @@ def topk_from_scorer(
     k: int,
     chunk_size: int = 256,
 ) -> torch.Tensor:
-    """Top-k recommendations for many users, scoring ``chunk_size`` users at a time.
+    """Top-k recommendations for many users, scoring ``chunk_size`` users at a time (see :func:`chunked_top_k`).
 
     Only one ``(chunk_size, N)`` score block exists at once (256 x 1,000,000 float32 = 1 GiB), so the full
     users x catalogue matrix is never built.
@@ -267,18 +356,7 @@ def topk_from_scorer(
     Returns:
         ``(B, k)`` int64 item IDs on the CPU, best first, ``-1`` padded (see :func:`topk_excluding_seen`).
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     users = np.asarray(users, dtype=np.int64).reshape(-1)
-    parts = []
-    for start in range(0, users.size, chunk_size):
-        chunk = users[start : start + chunk_size]
-        scores = score_fn(chunk)
-        if scores.shape[0] != chunk.size:
-            raise ValueError(f"score_fn returned {scores.shape[0]} rows for {chunk.size} users")
-        parts.append(
-            topk_excluding_seen(scores, seen, k, users=chunk if seen is not None else None, inplace=True).cpu()
-        )
-    if not parts:
-        return torch.zeros(0, k, dtype=torch.long)
-    return torch.cat(parts)
+    scores_of = lambda rows: score_fn(users[rows])  # noqa: E731
+    ids, _ = chunked_top_k(scores_of, users.size, k, seen, users if seen is not None else None, chunk_size=chunk_size)
+    return ids.cpu()

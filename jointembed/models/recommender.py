@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.errors import CheckpointError
-from jointembed.metrics.ranking import SCORE_BUDGET
+from jointembed.metrics.ranking import budget_rows, chunked_top_k
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import Combiner, SparseEmbedding, suggest_embedding_dim
 from jointembed.pretrained import (
@@ -246,8 +246,9 @@ class Recommender(nn.Module):
             ``ids (B, k)`` int64 and ``scores (B, k)``, best first; ids ``-1`` / scores ``-inf`` pad a row with
             fewer than ``k`` eligible items.
         """
+        _check_k(k, self.num_items)
         scores_of = lambda rows: self.logits(user_vectors[rows])  # noqa: E731
-        return _chunked_top_k(scores_of, len(user_vectors), self.num_items, k, exclude)
+        return chunked_top_k(scores_of, len(user_vectors), k, exclude, chunk_size=budget_rows(self.num_items))
 
     @torch.no_grad()
     def recommend(
@@ -317,9 +318,8 @@ class Recommender(nn.Module):
         inv_norm = 1.0 / table.norm(dim=1).clamp_min(1e-12)
         query_vectors = table[queries] * inv_norm[queries, None]
         itself = SparseBatch(queries, torch.arange(len(queries), device=queries.device))
-        ids, scores = _chunked_top_k(
-            lambda rows: (query_vectors[rows] @ table.T) * inv_norm, len(queries), self.num_items, k, itself
-        )
+        scores_of = lambda rows: (query_vectors[rows] @ table.T) * inv_norm  # noqa: E731
+        ids, scores = chunked_top_k(scores_of, len(queries), k, itself, chunk_size=budget_rows(self.num_items))
         return Recommendations(ids, scores, _titles(ids, item_titles))
 
     def save_pretrained(
@@ -391,38 +391,6 @@ def _mismatch(argument: str, setting: str, given: bool) -> str:
 def _check_k(k: int, num_items: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_items:
         raise ValueError(f"k must be an integer in [1, {num_items}] (the catalogue size), got {k!r}")
-
-
-def _chunked_top_k(
-    scores_of: Callable[[slice], torch.Tensor],
-    num_queries: int,
-    num_items: int,
-    k: int,
-    exclude: SparseBatch | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of ``scores_of(rows)`` ``(len(rows), N)`` over all query rows, a budget-sized block at a time,
-    with ``exclude``'s bag ``i`` scored ``-inf`` in row ``i``."""
-    _check_k(k, num_items)
-    if exclude is not None and len(exclude) != num_queries:
-        raise ValueError(f"exclude has {len(exclude)} bags but there are {num_queries} queries")
-    step = max(1, SCORE_BUDGET // num_items)
-    bag_ids = None if exclude is None else exclude.bag_ids()
-    ids, scores = [], []
-    for start in range(0, num_queries, step):
-        stop = min(start + step, num_queries)
-        block = scores_of(slice(start, stop)).float()
-        if exclude is not None:
-            lo = int(exclude.offsets[start])
-            hi = int(exclude.offsets[stop]) if stop < num_queries else exclude.values.numel()
-            block[bag_ids[lo:hi] - start, exclude.values[lo:hi]] = float("-inf")
-        top = block.topk(k, dim=1)
-        ids.append(top.indices)
-        scores.append(top.values)
-    if not ids:
-        empty = torch.empty(0, k)
-        return empty.long(), empty
-    ids_t, scores_t = torch.cat(ids), torch.cat(scores)
-    return ids_t.masked_fill(scores_t == float("-inf"), -1), scores_t
 
 
 def _titles(ids: torch.Tensor, item_titles: Sequence[str] | None) -> list[list[str]] | None:

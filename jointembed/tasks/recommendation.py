@@ -220,9 +220,9 @@ class RecommendationTask(LightningModule):
         if evaluated == 0:
             return
         # Weighting each batch's mean by its number of users makes Lightning's epoch mean the mean over users.
-        for name, short in (("hit_rate", "hr"), ("recall", "recall"), ("ndcg", "ndcg")):
+        for name in ("hr", "recall", "ndcg"):  # coverage is of the whole epoch: _log_coverage
             value = torch.tensor(metrics[f"{name}@{k}"], device=self.device)
-            self.log(f"{stage}/{short}@{k}", value, batch_size=evaluated, prog_bar=short != "recall", sync_dist=True)
+            self.log(f"{stage}/{name}@{k}", value, batch_size=evaluated, prog_bar=name != "recall", sync_dist=True)
 
     def _log_coverage(self, stage: str) -> None:
         if self._recommended is None:

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from jointembed.data.interactions import (
     Histories,
@@ -34,22 +33,6 @@ def test_histories_sorted_by_time_ties_by_log_order():
     assert h.lengths().tolist() == [3, 1, 0, 3]
     assert h.timestamps.tolist() == [10, 20, 30, 1, 7, 7, 9]
     assert h.positions().tolist() == [0, 1, 2, 0, 0, 1, 2]
-
-
-def test_to_sparse_batch_and_select():
-    h = _log().to_histories()
-    batch = h.to_sparse_batch([3, 2, 0])
-    assert batch.tolist() == [[2, 4, 0], [], [3, 1, 5]]
-    assert batch.offsets.dtype == torch.long
-    assert _rows(h.select(torch.tensor([1, 1]).numpy())) == [[4], [4]]
-    with pytest.raises(ValueError, match="out of range"):
-        h.to_sparse_batch([4])
-
-
-def test_csr_matrix_binary_collapses_repeats():
-    h = Histories.from_lists([[1, 1, 2], []], num_items=3)
-    assert h.to_csr_matrix().toarray().tolist() == [[0, 1, 1], [0, 0, 0]]
-    assert h.to_csr_matrix(binary=False).toarray().tolist() == [[0, 2, 1], [0, 0, 0]]
 
 
 def test_leave_last_out():

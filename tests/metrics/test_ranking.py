@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from jointembed.data.interactions import Histories
+from jointembed.histories import Histories
 from jointembed.metrics.ranking import (
     catalog_coverage,
+    chunked_top_k,
     evaluate_rankings,
     hit_rate_at_k,
     ndcg_at_k,
@@ -46,7 +47,7 @@ def test_evaluate_rankings_matches_functions_and_selects_users():
     result = evaluate_rankings(torch.from_numpy(TOPK), targets, num_items=10, ks=[1, 3])
     assert result["ndcg@3"] == pytest.approx(ndcg_at_k(TOPK, TARGETS))
     assert result["recall@3"] == pytest.approx(5 / 9)
-    assert result["hit_rate@1"] == 0.0 and result["coverage@1"] == pytest.approx(0.3)
+    assert result["hr@1"] == 0.0 and result["coverage@1"] == pytest.approx(0.3)
     assert result["num_users"] == 3
     as_bags = evaluate_rankings(TOPK, SparseBatch.from_lists(TARGETS), num_items=10, ks=[1, 3])
     assert as_bags == result
@@ -84,3 +85,37 @@ def test_topk_from_scorer_chunks_agree():
         got = topk_from_scorer(lambda u: table[torch.from_numpy(u)], users, seen, k=6, chunk_size=chunk_size)
         assert torch.equal(got, full)
     assert not set(got[1].tolist()) & set(seen.get(2).tolist())  # user 2 has seen items 0 and 1
+
+
+def test_chunked_top_k_one_ranking_for_bags_histories_and_users():
+    gen = torch.Generator().manual_seed(1)
+    table = torch.rand(9, 20, generator=gen)
+    rows = [[u, (u * 3) % 20, 19] for u in range(9)]
+    brute = table.clone()
+    for u, row in enumerate(rows):
+        brute[u, row] = float("-inf")
+    expected = brute.topk(5)
+    for chunk_size in (1, 4, 100):
+        for seen in (SparseBatch.from_lists(rows), Histories.from_lists(rows, num_items=20), rows):
+            ids, scores = chunked_top_k(lambda r: table[r].clone(), 9, 5, seen, chunk_size=chunk_size)
+            assert torch.equal(ids, expected.indices) and torch.equal(scores, expected.values)
+    # by user ID: query i is user users[i] of the Histories
+    users = np.array([8, 0, 3])
+    ids, _ = chunked_top_k(lambda r: table[users[r]].clone(), 3, 5, Histories.from_lists(rows, 20), users, chunk_size=2)
+    assert torch.equal(ids, expected.indices[users])
+
+
+def test_chunked_top_k_pads_and_names_errors():
+    scores = torch.tensor([[0.5, float("-inf"), 0.1]])
+    ids, values = chunked_top_k(lambda r: scores[r].clone(), 1, 4, [[2]], chunk_size=8)
+    assert ids.tolist() == [[0, -1, -1, -1]] and values[0, 0] == 0.5 and torch.isinf(values[0, 1:]).all()
+    empty_ids, empty_scores = chunked_top_k(lambda r: scores[r], 0, 3, chunk_size=8)
+    assert empty_ids.shape == empty_scores.shape == (0, 3) and empty_ids.dtype == torch.long
+    with pytest.raises(ValueError, match="seen has 2 rows but there are 1 queries"):
+        chunked_top_k(lambda r: scores[r].clone(), 1, 2, [[0], [1]], chunk_size=8)
+    with pytest.raises(ValueError, match="seen holds item 7 but the scores have only 3 columns"):
+        chunked_top_k(lambda r: scores[r].clone(), 1, 2, SparseBatch.from_lists([[7]]), chunk_size=8)
+    with pytest.raises(ValueError, match=r"the scorer returned shape \(1, 3\) for 2 query rows"):
+        chunked_top_k(lambda r: scores.clone(), 2, 2, chunk_size=8)
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+        chunked_top_k(lambda r: scores[r], 1, 0, chunk_size=8)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-import jointembed.models.recommender as recommender_module
+import jointembed.metrics.ranking as ranking_module
 import jointembed.pretrained as pretrained_module
 from jointembed.data.interactions import Interactions
 from jointembed.errors import CheckpointError
@@ -106,8 +106,12 @@ def test_recommend_in_chunks_matches_one_block(monkeypatch):
     model = _model()
     histories = SparseBatch.from_lists([[i % 12, (3 * i) % 12] for i in range(10)])
     whole = model.recommend(histories, k=4)
-    monkeypatch.setattr(recommender_module, "SCORE_BUDGET", 25)  # two users (24 scores) per block
+    monkeypatch.setattr(ranking_module, "SCORE_BUDGET", 25)  # two users (24 scores) per block
+    blocks = []
+    logits = model.logits
+    monkeypatch.setattr(model, "logits", lambda users: blocks.append(len(users)) or logits(users))
     chunked = model.recommend(histories, k=4)
+    assert blocks == [2] * 5
     torch.testing.assert_close(chunked.ids, whole.ids)
     torch.testing.assert_close(chunked.scores, whole.scores)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from jointembed.metrics.ranking import evaluate_rankings
+from jointembed.metrics.ranking import RANKING_METRICS, evaluate_rankings
 from jointembed.models.recommender import Recommender
 from jointembed.optim import LazyAdam
 from jointembed.sparse import SparseBatch
@@ -126,8 +126,8 @@ def test_logged_metrics_are_means_over_all_users_of_the_epoch():
         ids, _ = task.model.top_k(task.model(batch["history"]), 10, batch["history"])
     expected = evaluate_rankings(ids, batch["targets"], NUM_ITEMS, ks=[10])
     metrics = trainer.callback_metrics
-    for name, short in (("hit_rate", "hr"), ("recall", "recall"), ("ndcg", "ndcg"), ("coverage", "coverage")):
-        assert float(metrics[f"val/{short}@10"]) == pytest.approx(expected[f"{name}@10"], abs=1e-6)
+    for name in RANKING_METRICS:
+        assert float(metrics[f"val/{name}@10"]) == pytest.approx(expected[f"{name}@10"], abs=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
