@@ -1,6 +1,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
@@ -9,10 +11,30 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
+# Blocks that use what a recipe's run wrote (a pretrained folder under runs/): run after that recipe, below.
+_AFTER_RUN = re.compile(r'from_pretrained\("runs/(\w+)/')
+
+
 def test_python_examples_run():
-    blocks = _blocks("python")
+    blocks = [code for code in _blocks("python") if not _AFTER_RUN.search(code)]
     assert blocks, "the README shows no Python example"
     for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+
+
+@pytest.mark.slow
+def test_python_examples_that_load_a_run_work_in_a_fresh_folder(tmp_path, monkeypatch, capsys):
+    """Train each recipe the README loads from (one short epoch), then run its block there as a user would."""
+    from jointembed.cli import main
+
+    blocks = [(code, _AFTER_RUN.search(code).group(1)) for code in _blocks("python") if _AFTER_RUN.search(code)]
+    assert blocks, "the README shows no use of a trained model"
+    (tmp_path / "datasets").symlink_to(REPO / "datasets")
+    monkeypatch.chdir(tmp_path)
+    for code, recipe in blocks:
+        short = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1"]
+        assert main(["fit", "--config", str(REPO / "recipes" / f"{recipe}.yaml"), *short]) == 0
+        assert f"pretrained model written to runs/{recipe}/version_0/pretrained" in capsys.readouterr().out
         exec(compile(code, "README.md", "exec"), {})
 
 
