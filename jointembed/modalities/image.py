@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from jointembed.data.media import decode_image
 from jointembed.modalities.base import Modality
@@ -73,7 +74,6 @@ class ImageModality(Modality):
         if image_size < 1 or augment_strength < 0:
             raise ValueError(f"need image_size >= 1 and augment_strength >= 0, got {image_size}, {augment_strength}")
         self.image_size = image_size
-        self._eval = image_transform(image_size)
         self._train = image_transform(image_size, True, augment_strength)
 
     def parse_cell(self, value: Any, base: Path, from_csv: bool) -> Path:
@@ -84,7 +84,17 @@ class ImageModality(Modality):
         return decode_image(value)
 
     def transform(self, decoded: torch.Tensor, train: bool = False) -> torch.Tensor:
-        return (self._train if train else self._eval)(decoded)
+        if train:
+            return self._train(decoded)
+        # The eval pipeline's kernels called directly: the same results as ``image_transform(image_size)``
+        # without v2's per-call dispatch, which cost more than a small CNN's forward (benchmarks/embed_overhead.py).
+        size = self.image_size
+        image = decoded
+        if min(image.shape[-2:]) != size:
+            image = TF.resize(image, [size], antialias=True)
+        if tuple(image.shape[-2:]) != (size, size):
+            image = TF.center_crop(image, [size, size])
+        return TF.to_dtype(image, torch.float32, scale=True)
 
     def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         side = self.image_size
