@@ -1,8 +1,16 @@
-"""Classification with an embedding network: softmax cross-entropy, accuracy and a confusion matrix."""
+"""Classification with an embedding network: softmax cross-entropy, accuracy and a confusion matrix.
+
+The trained network leaves as a :class:`~jointembed.models.digit_classifier.DigitClassifier` folder
+(:meth:`ClassificationTask.export_pretrained`, which ``jointembed fit`` calls): the network, its class names and
+the image-to-bag preprocessing, so the folder classifies raw images.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule
@@ -10,10 +18,27 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from jointembed.data.digits import DigitImagePreprocessing
+from jointembed.models.digit_classifier import DigitClassifier
 from jointembed.models.embedding_net import EmbeddingNet
 from jointembed.sparse import SparseBatch
 
-__all__ = ["ClassificationTask", "format_confusion_matrix"]
+__all__ = ["ClassificationTask", "DigitImageData", "format_confusion_matrix"]
+
+
+@runtime_checkable
+class DigitImageData(Protocol):
+    """A data module of digit images read as bags of lit pixel IDs
+    (:class:`~jointembed.data.digits.DigitsDataModule`). The task checks the network's sizes against its
+    preprocessing and saves the preprocessing and class names in the pretrained folder."""
+
+    def image_preprocessing(self) -> DigitImagePreprocessing:
+        """How a raw image becomes the data's bag of pixel IDs."""
+        ...
+
+    def class_names(self) -> list[str]:
+        """The name of each class index."""
+        ...
 
 
 class ClassificationTask(LightningModule):
@@ -25,6 +50,9 @@ class ClassificationTask(LightningModule):
     Logged: ``train/loss``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``. The test epoch also builds a
     confusion matrix (rows: true class, columns: predicted class), printed at the end of testing and returned by
     :meth:`extra_test_metrics` as ``test/confusion_matrix`` (the CLI writes it into ``test_metrics.json``).
+
+    :meth:`setup` takes the preprocessing and class names of a :class:`DigitImageData` data module (or give them
+    to :meth:`set_preprocessing`); :meth:`export_pretrained` saves them with the network.
 
     Args:
         model: The network; its ``out_features`` must equal ``num_classes``.
@@ -61,12 +89,51 @@ class ClassificationTask(LightningModule):
         )
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion_matrix: list[list[int]] | None = None
+        self.preprocessing: DigitImagePreprocessing | None = None
+        self.class_names: list[str] | None = None
+
+    def set_preprocessing(self, preprocessing: DigitImagePreprocessing, class_names: Sequence[str]) -> None:
+        """Use ``preprocessing`` and ``class_names``: check them against the network, keep them for
+        :meth:`export_pretrained`."""
+        if len(class_names) != self.num_classes:
+            raise ValueError(f"{len(class_names)} class names for num_classes={self.num_classes}: {list(class_names)}")
+        self.model.check_input_sizes(preprocessing.num_ids, 0)
+        self.preprocessing = preprocessing
+        self.class_names = [str(name) for name in class_names]
 
     def setup(self, stage: str) -> None:
-        """Check the data module's ID count and dense width against the model (when it declares them)."""
+        """Take the preprocessing and class names of a :class:`DigitImageData` data module."""
         datamodule = self.trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "num_sparse_ids"):
-            self.model.check_input_sizes(datamodule.num_sparse_ids, getattr(datamodule, "num_dense_features", 0))
+        if isinstance(datamodule, DigitImageData):
+            self.set_preprocessing(datamodule.image_preprocessing(), datamodule.class_names())
+
+    def to_classifier(self) -> DigitClassifier:
+        """The network (shared, not copied) with its preprocessing and class names, for raw images.
+
+        Raises:
+            RuntimeError: No preprocessing yet: the task was not set up with a :class:`DigitImageData` data module
+                and :meth:`set_preprocessing` was not called.
+        """
+        if self.preprocessing is None or self.class_names is None:
+            raise RuntimeError(
+                "this ClassificationTask has no image preprocessing to save with its network: fit or test it with "
+                "a data module that provides one (DigitsDataModule), or call set_preprocessing(...)"
+            )
+        return DigitClassifier(self.model, self.class_names, self.preprocessing)
+
+    def export_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the trained network, class names and preprocessing as a pretrained folder
+        (:meth:`DigitClassifier.from_pretrained <jointembed.models.digit_classifier.DigitClassifier.from_pretrained>`
+        loads it).
+
+        Args:
+            folder: Destination (written atomically).
+            metrics: Test metrics (the confusion matrix among them) for the model card.
+
+        Returns:
+            The folder.
+        """
+        return self.to_classifier().save_pretrained(folder, metrics)
 
     def forward(self, sparse: SparseBatch, dense: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, num_classes)`` logits."""

@@ -1,18 +1,41 @@
-"""Regression with an embedding network: mean squared error on standardised targets, metrics in target units."""
+"""Regression with an embedding network: mean squared error on standardised targets, metrics in target units.
+
+The trained network leaves as a :class:`~jointembed.models.house_price.HousePricePredictor` folder
+(:meth:`RegressionTask.export_pretrained`, which ``jointembed fit`` calls): the network, and the featurizer the
+data module fit, so the folder predicts dollars from raw rows.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
+from jointembed.data.housing_features import HousingFeaturizer
 from jointembed.models.embedding_net import EmbeddingNet
+from jointembed.models.house_price import HousePricePredictor
 from jointembed.sparse import SparseBatch
 
-__all__ = ["RegressionTask"]
+__all__ = ["RegressionTask", "FeaturizedData"]
+
+
+@runtime_checkable
+class FeaturizedData(Protocol):
+    """A data module whose raw rows become model inputs through a fitted featurizer
+    (:class:`~jointembed.data.housing.HousingDataModule`). The task checks the network's sizes against it, takes
+    its target statistics, and saves it in the pretrained folder."""
+
+    def fitted_featurizer(self) -> HousingFeaturizer:
+        """The featurizer fit on the training split (the data module is set up)."""
+        ...
+
 
 _BASELINE_PREFIX = "baseline_"
 
@@ -28,7 +51,8 @@ class RegressionTask(LightningModule):
     their own units (dollars for housing). The loss is the mean squared error of the standardised target
     ``(target - mean) / std``, so one learning rate suits any scale; the model's output is in standardised units
     and :meth:`predict` turns it back. ``mean`` and ``std`` are buffers (saved in checkpoints) set in
-    :meth:`setup` from the data module's ``target_stats`` when it has them, else by :meth:`set_target_stats`.
+    :meth:`setup` from the featurizer of a :class:`FeaturizedData` data module, else by :meth:`set_target_stats`.
+    That featurizer (or one given to :meth:`set_featurizer`) is what :meth:`export_pretrained` saves.
 
     Logged: ``train/loss``, ``val/loss``, ``val/rmse``, ``val/mae``, ``test/rmse``, ``test/mae`` in target
     units, and for every ``baseline_<name>`` prediction the batches carry (the housing data's linear
@@ -53,6 +77,7 @@ class RegressionTask(LightningModule):
         self.register_buffer("target_std", torch.ones(()))
         self.metrics = nn.ModuleDict({stage: _regression_metrics() for stage in ("val", "test")})
         self.baseline_metrics = nn.ModuleDict()
+        self.featurizer: HousingFeaturizer | None = None
 
     def set_target_stats(self, mean: float, std: float) -> None:
         """Set the target standardisation (the training split's mean and standard deviation)."""
@@ -61,16 +86,47 @@ class RegressionTask(LightningModule):
         self.target_mean.fill_(float(mean))
         self.target_std.fill_(float(std))
 
+    def set_featurizer(self, featurizer: HousingFeaturizer) -> None:
+        """Use ``featurizer`` (fit on the training split): check the network's sizes, take its target statistics,
+        and keep it for :meth:`export_pretrained`."""
+        self.model.check_input_sizes(featurizer.num_ids, featurizer.num_dense_features)
+        self.set_target_stats(featurizer.target_mean, featurizer.target_std)
+        self.featurizer = featurizer
+
     def setup(self, stage: str) -> None:
-        """Check the data against the model and take the data module's target statistics."""
+        """Take the featurizer of a :class:`FeaturizedData` data module (see :meth:`set_featurizer`)."""
         datamodule = self.trainer.datamodule
-        if datamodule is None:
-            return
-        if hasattr(datamodule, "num_sparse_ids"):
-            self.model.check_input_sizes(datamodule.num_sparse_ids, getattr(datamodule, "num_dense_features", 0))
-        stats = getattr(datamodule, "target_stats", None)
-        if stats is not None:
-            self.set_target_stats(*stats)
+        if isinstance(datamodule, FeaturizedData):
+            self.set_featurizer(datamodule.fitted_featurizer())
+
+    def to_predictor(self) -> HousePricePredictor:
+        """The network (shared, not copied) with its featurizer and this task's target statistics, for raw rows.
+
+        Raises:
+            RuntimeError: No featurizer yet: the task was not set up with a :class:`FeaturizedData` data module
+                and :meth:`set_featurizer` was not called.
+        """
+        if self.featurizer is None:
+            raise RuntimeError(
+                "this RegressionTask has no featurizer to save with its network: fit or test it with a data module "
+                "that provides one (HousingDataModule), or call set_featurizer(featurizer)"
+            )
+        stats = {"target_mean": float(self.target_mean), "target_std": float(self.target_std)}
+        return HousePricePredictor(self.model, dataclasses.replace(self.featurizer, **stats))
+
+    def export_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the trained network and its featurizer as a pretrained folder
+        (:meth:`HousePricePredictor.from_pretrained <jointembed.models.house_price.HousePricePredictor.from_pretrained>`
+        loads it).
+
+        Args:
+            folder: Destination (written atomically).
+            metrics: Test metrics for the model card.
+
+        Returns:
+            The folder.
+        """
+        return self.to_predictor().save_pretrained(folder, metrics)
 
     def forward(self, sparse: SparseBatch, dense: torch.Tensor | None = None) -> torch.Tensor:
         """``(B,)`` standardised predictions."""

@@ -1,15 +1,20 @@
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
-from jointembed.data.digits import DigitsDataModule
-from jointembed.lightning_cli import run
+from jointembed.cli import main
+from jointembed.data.digits import DigitImagePreprocessing, DigitsDataModule
+from jointembed.models.digit_classifier import DigitClassifier
 from jointembed.models.embedding_net import EmbeddingNet
-from jointembed.tasks.classification import ClassificationTask, format_confusion_matrix
+from jointembed.tasks.classification import ClassificationTask, DigitImageData, format_confusion_matrix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,10 +76,49 @@ def test_format_confusion_matrix():
     ]
 
 
+def _dark_on_light(image: np.ndarray) -> np.ndarray:
+    """A 0-16 digit drawn 32x32, black ink on white paper, as a scan would be."""
+    return np.rint(255 * (1 - np.kron(image, np.ones((4, 4))) / 16)).astype(np.uint8)
+
+
+def test_exported_folder_classifies_raw_images_as_the_test_loop_does(tmp_path):
+    pl.seed_everything(0)
+    dm = DigitsDataModule(batch_size=64)
+    assert isinstance(dm, DigitImageData)
+    task = ClassificationTask(EmbeddingNet(64, out_features=10, embedding_dim=8, combiner="sum"), num_classes=10)
+    trainer = _trainer(epochs=2)
+    trainer.fit(task, datamodule=dm)
+    (metrics,) = trainer.test(task, datamodule=dm, verbose=False)
+    loop = torch.cat(trainer.predict(task, dataloaders=dm.test_dataloader())).numpy()
+    task.export_pretrained(tmp_path / "run" / "pretrained", metrics | task.extra_test_metrics())
+    copy = shutil.copytree(tmp_path / "run" / "pretrained", tmp_path / "elsewhere" / "digits")
+    shutil.rmtree(tmp_path / "run")
+    loaded = DigitClassifier.from_pretrained(copy)
+    assert not loaded.training
+    digits = load_digits()
+    images, labels = digits.images[dm.splits["test"]], digits.target[dm.splits["test"]]
+    np.testing.assert_allclose(loaded.predict_proba(images), loop, rtol=1e-6, atol=1e-6)
+    predicted = loaded.predict(images)
+    assert np.mean(predicted == labels) == pytest.approx(metrics["test/acc"], abs=1e-6)
+    # the same digits as scanned pictures (dark ink on light paper) get the same answers
+    pictures = [_dark_on_light(image) for image in images[:50]]
+    assert loaded.predict(pictures).tolist() == predicted[:50].tolist()
+    assert loaded.predict_names(pictures[:3]) == [str(i) for i in predicted[:3]]
+
+
+def test_export_needs_preprocessing_and_checks_class_names():
+    task = ClassificationTask(EmbeddingNet(64, out_features=10), num_classes=10)
+    with pytest.raises(RuntimeError, match=r"no image preprocessing .* \(DigitsDataModule\)"):
+        task.export_pretrained("unused")
+    with pytest.raises(ValueError, match="3 class names for num_classes=10"):
+        task.set_preprocessing(DigitImagePreprocessing(), ["a", "b", "c"])
+
+
 @pytest.mark.slow
-def test_recipe_runs_through_the_cli(tmp_path, monkeypatch):
+def test_recipe_runs_through_the_cli_and_leaves_a_portable_pretrained_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["jointembed"])  # LightningCLI warns when pytest's own arguments are there
-    run(
+    monkeypatch.chdir(tmp_path)
+    code = main(
         [
             "fit",
             "--config",
@@ -82,11 +126,19 @@ def test_recipe_runs_through_the_cli(tmp_path, monkeypatch):
             "--trainer.max_epochs=3",
             "--trainer.accelerator=cpu",
             "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp_path}",
-            f"--trainer.logger.init_args.save_dir={tmp_path}",
         ]
     )
-    (path,) = tmp_path.glob("digits/version_*/test_metrics.json")
+    assert code == 0
+    (path,) = tmp_path.glob("runs/digits/version_*/test_metrics.json")
     metrics = json.loads(path.read_text())
     assert metrics["test/acc"] > 0.5
     assert sum(map(sum, metrics["test/confusion_matrix"])) == 359
+    (printed,) = re.findall(r"pretrained model written to (\S+)", capsys.readouterr().out)
+    copy = shutil.copytree(printed, tmp_path / "elsewhere" / "digits")
+    shutil.rmtree(tmp_path / "runs")
+    model = DigitClassifier.from_pretrained(copy)
+    dm = DigitsDataModule()  # the recipe's split
+    dm.setup("test")
+    digits = load_digits()
+    images, labels = digits.images[dm.splits["test"]], digits.target[dm.splits["test"]]
+    assert np.mean(model.predict(images) == labels) == pytest.approx(metrics["test/acc"], abs=1e-6)

@@ -1,17 +1,25 @@
+import csv
 import json
 import math
+import re
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from housing_fixture import TEST_FILE, write_housing_folder
 
+from jointembed.cli import main
+from jointembed.data.digits import DigitsDataModule
 from jointembed.data.housing import HousingDataModule
-from jointembed.lightning_cli import run
 from jointembed.models.embedding_net import EmbeddingNet
+from jointembed.models.house_price import HousePricePredictor
 from jointembed.sparse import SparseBatch
-from jointembed.tasks.regression import RegressionTask
+from jointembed.tasks.regression import FeaturizedData, RegressionTask
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "datasets" / "california_housing"
@@ -85,24 +93,74 @@ def test_model_that_does_not_match_the_data_fails_at_setup():
         _trainer(epochs=1).fit(task, datamodule=HousingDataModule(str(SHIPPED)))
 
 
+def test_exported_folder_predicts_raw_rows_as_the_test_loop_does(tmp_path):
+    data = write_housing_folder(tmp_path / "data")
+    pl.seed_everything(0)
+    dm = HousingDataModule(str(data), batch_size=32, num_lat_buckets=4, num_lon_buckets=4)
+    assert isinstance(dm, FeaturizedData) and not isinstance(DigitsDataModule(), FeaturizedData)
+    net = EmbeddingNet(16, out_features=1, embedding_dim=3, num_dense_features=8, combiner="sum", hidden_sizes=[16])
+    task = RegressionTask(net, lr=1e-2)
+    trainer = _trainer(epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # imputation notices, small-data notices
+        trainer.fit(task, datamodule=dm)
+        (metrics,) = trainer.test(task, datamodule=dm, verbose=False)
+        loop = torch.cat(trainer.predict(task, dataloaders=dm.test_dataloader())).numpy()
+    task.export_pretrained(tmp_path / "run" / "pretrained", metrics)
+    # the folder is self-contained: load a copy after the run (and its data) are gone
+    copy = shutil.copytree(tmp_path / "run" / "pretrained", tmp_path / "elsewhere" / "model")
+    shutil.rmtree(tmp_path / "run")
+    test_csv = shutil.move(data / TEST_FILE, tmp_path / "rows.csv")
+    shutil.rmtree(data)
+    loaded = HousePricePredictor.from_pretrained(copy)
+    assert not loaded.training
+    with pytest.warns(UserWarning, match="imputed 9 missing value"):  # every 7th of 60 rows lacks total_bedrooms
+        raw = loaded.predict(test_csv)
+    np.testing.assert_allclose(raw, loop, rtol=1e-6)
+    with open(test_csv, newline="") as f:
+        target = np.array([float(row["median_house_value"]) for row in csv.DictReader(f)])
+    assert math.sqrt(np.mean((raw - target) ** 2)) == pytest.approx(metrics["test/rmse"], rel=1e-4)
+    # the folder's statistics are the task's
+    assert loaded.featurizer.target_mean == pytest.approx(task.target_mean.item())
+
+
+def test_export_needs_a_featurizer():
+    task = RegressionTask(EmbeddingNet(16, out_features=1, num_dense_features=8))
+    with pytest.raises(RuntimeError, match=r"no featurizer .* \(HousingDataModule\)"):
+        task.export_pretrained("unused")
+
+
 @pytest.mark.slow
-def test_recipe_runs_through_the_cli(tmp_path, monkeypatch):
+def test_recipe_runs_through_the_cli_and_leaves_a_portable_pretrained_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["jointembed"])  # LightningCLI warns when pytest's own arguments are there
     _need_shipped_data()
-    run(
+    monkeypatch.chdir(tmp_path)
+    code = main(
         [
             "fit",
             "--config",
             str(REPO / "recipes" / "housing.yaml"),
             f"--data.init_args.path={SHIPPED}",
-            "--trainer.max_epochs=1",
+            "--trainer.max_epochs",
+            "2",
             "--trainer.accelerator=cpu",
             "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp_path}",
-            f"--trainer.logger.init_args.save_dir={tmp_path}",
         ]
     )
-    (path,) = tmp_path.glob("housing/version_*/test_metrics.json")
+    assert code == 0
+    (path,) = tmp_path.glob("runs/housing/version_*/test_metrics.json")
     metrics = json.loads(path.read_text())
     assert set(metrics) >= {"test/rmse", "test/mae", "test/baseline_linear_rmse", "test/baseline_linear_mae"}
     assert all(math.isfinite(v) for v in metrics.values())
+    (printed,) = re.findall(r"pretrained model written to (\S+)", capsys.readouterr().out)
+    copy = shutil.copytree(printed, tmp_path / "elsewhere" / "house_prices")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    shutil.rmtree(tmp_path / "runs")
+    model = HousePricePredictor.from_pretrained(copy)
+    with open(SHIPPED / TEST_FILE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    one = model.predict(rows[0])
+    assert one.shape == (1,) and 10_000 < one[0] < 1_000_000
+    target = np.array([float(row["median_house_value"]) for row in rows])
+    rmse = math.sqrt(np.mean((model.predict(rows) - target) ** 2))
+    assert rmse == pytest.approx(metrics["test/rmse"], rel=1e-4)
