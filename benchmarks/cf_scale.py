@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from jointembed.data.recommendation import MovieWorldDataModule
+from jointembed.losses.sampled_softmax import catalogue_losses
 from jointembed.metrics.probe import linear_probe_r2
 from jointembed.models.recommender import Recommender
 from jointembed.tasks.recommendation import RecommendationTask
@@ -55,7 +56,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--embedding-dim", type=int, default=None, help="default: suggest_embedding_dim(movies)")
     parser.add_argument("--hidden", type=int, nargs="*", default=[64], help="hidden layer widths of the tower")
     parser.add_argument("--combiner", choices=["sum", "mean", "sqrtn"], default="sqrtn")
-    parser.add_argument("--loss", choices=["sampled", "full", "in_batch"], default="sampled")
+    parser.add_argument("--loss", choices=catalogue_losses(), default="sampled_softmax")
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -85,9 +86,8 @@ def main() -> None:
     model = Recommender(
         args.movies, args.embedding_dim, hidden_sizes=tuple(args.hidden), combiner=args.combiner, sparse=True
     )
-    task = RecommendationTask(
-        model, loss=args.loss, num_samples=args.num_samples, proposal="unigram", lr=args.lr, dense_lr=args.dense_lr
-    )
+    loss_config = {"num_samples": args.num_samples} if args.loss == "sampled_softmax" else {}
+    task = RecommendationTask(model, loss=args.loss, loss_config=loss_config, lr=args.lr, dense_lr=args.dense_lr)
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         accelerator="cpu",

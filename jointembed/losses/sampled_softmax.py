@@ -4,26 +4,42 @@ Each loss takes the user vectors ``(B, d)``, the item table ``(N, d)``, the item
 ``None``) and the target item of each example ``(B,)`` (never the model), and returns the mean cross-entropy of
 the target among the items scored. The score of item ``j`` for user ``u`` is ``u · W[j] + b[j]``.
 
-- :class:`FullSoftmaxLoss` scores every item: exact, but ``O(B · N)``; for catalogues up to ~100k items.
-- :class:`SampledSoftmaxLoss` scores the target and ``S`` negatives drawn from a proposal ``Q`` shared by the
-  batch, and subtracts ``log(S · Q(j))`` (the expected number of times ``j`` is drawn) from every logit, which
-  makes the sampled softmax's gradient a consistent estimate of the full softmax's (Jean et al. 2015; Bengio &
-  Senécal 2008). Only ``B + S`` rows of the table get a gradient, so they can be sparse.
-- :class:`InBatchSoftmaxLoss` uses the other examples' targets as negatives, corrected by each item's
-  popularity when counts are given (Yi et al. 2019): popular items are over-represented among in-batch
-  negatives, and the correction stops the model from learning to push them down.
+- ``full_softmax`` (:class:`FullSoftmaxLoss`) scores every item: exact, but ``O(B · N)``; for catalogues up to
+  ~100k items.
+- ``sampled_softmax`` (:class:`SampledSoftmaxLoss`) scores the target and ``S`` negatives drawn from a proposal
+  ``Q`` shared by the batch, and subtracts ``log(S · Q(j))`` (the expected number of times ``j`` is drawn) from
+  every logit, which makes the sampled softmax's gradient a consistent estimate of the full softmax's (Jean et
+  al. 2015; Bengio & Senécal 2008). Only ``B + S`` rows of the table get a gradient, so they can be sparse.
+- ``in_batch_softmax`` (:class:`InBatchSoftmaxLoss`) uses the other examples' targets as negatives, corrected by
+  each item's popularity under the ``unigram`` proposal (Yi et al. 2019): popular items are over-represented
+  among in-batch negatives, and the correction stops the model from learning to push them down.
+
+They are registered in :mod:`jointembed.registry` like the contrastive losses, so a task chooses one by name
+with its constructor arguments (``loss: sampled_softmax``, ``loss_config: {num_samples: 500}``);
+:func:`create_catalogue_loss` adds what the data decides (catalogue size, item counts).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FullSoftmaxLoss", "SampledSoftmaxLoss", "InBatchSoftmaxLoss", "proposal_log_probs"]
+from jointembed.registry import create_loss, get_loss_class, list_losses, register_loss
+
+__all__ = [
+    "CatalogueLoss",
+    "FullSoftmaxLoss",
+    "SampledSoftmaxLoss",
+    "InBatchSoftmaxLoss",
+    "proposal_log_probs",
+    "create_catalogue_loss",
+    "catalogue_losses",
+]
 
 Proposal = Literal["uniform", "unigram"]
 
@@ -92,19 +108,6 @@ def _check_bias(item_bias: torch.Tensor | None, num_items: int) -> None:
         raise ValueError(f"item_bias must have shape ({num_items},) or ({num_items}, 1), got {tuple(item_bias.shape)}")
 
 
-def _check_inputs(
-    user_vectors: torch.Tensor, item_table: torch.Tensor, item_bias: torch.Tensor | None, targets: torch.Tensor
-) -> None:
-    if user_vectors.dim() != 2 or item_table.dim() != 2 or user_vectors.shape[1] != item_table.shape[1]:
-        raise ValueError(
-            f"need user_vectors (B, d) and item_table (N, d), got {tuple(user_vectors.shape)} and "
-            f"{tuple(item_table.shape)}"
-        )
-    if targets.shape != (user_vectors.shape[0],):
-        raise ValueError(f"targets must have shape ({user_vectors.shape[0]},), got {tuple(targets.shape)}")
-    _check_bias(item_bias, item_table.shape[0])
-
-
 def _mask_hits(sample_logits: torch.Tensor, negatives: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``sample_logits`` ``(B, S)`` with ``-inf`` where ``negatives[j] == targets[i]``.
 
@@ -116,13 +119,69 @@ def _mask_hits(sample_logits: torch.Tensor, negatives: torch.Tensor, targets: to
     return sample_logits.index_put((rows, cols[which]), sample_logits.new_tensor(float("-inf")))
 
 
-class FullSoftmaxLoss(nn.Module):
+class CatalogueLoss(nn.Module):
+    """Base of the softmax losses over an item catalogue (what
+    :class:`~jointembed.tasks.recommendation.RecommendationTask` trains with).
+
+    ``forward(user_vectors (B, d), item_table (N, d), item_bias (N,) / (N, 1) or None, targets (B,)) -> scalar``.
+    Every subclass is registered and takes ``num_items`` and ``sparse_gradients`` first, plus ``counts`` (the
+    ``(N,)`` training count of each item) when :meth:`needs_counts` says its arguments need them; use
+    :func:`create_catalogue_loss` to build one by name.
+
+    Args:
+        num_items: Catalogue size N; the item table must have N rows.
+        sparse_gradients: Gather the rows a loss scores so that the table and bias get sparse gradients (for
+            tables stepped by a sparse optimiser); a loss that scores every row gives a dense gradient anyway.
+    """
+
+    def __init__(self, num_items: int, sparse_gradients: bool = True) -> None:
+        super().__init__()
+        if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
+            raise ValueError(f"num_items must be an integer >= 1, got {num_items!r}")
+        self.num_items = num_items
+        self.sparse_gradients = sparse_gradients
+
+    @classmethod
+    def needs_counts(cls, config: Mapping[str, Any]) -> bool:
+        """Whether a loss built with constructor arguments ``config`` (besides ``num_items``) needs ``counts``."""
+        return False
+
+    def check_inputs(
+        self,
+        user_vectors: torch.Tensor,
+        item_table: torch.Tensor,
+        item_bias: torch.Tensor | None,
+        targets: torch.Tensor,
+    ) -> None:
+        """Raise a ``ValueError`` naming the first argument of ``forward`` whose shape does not fit."""
+        if user_vectors.dim() != 2 or item_table.dim() != 2 or user_vectors.shape[1] != item_table.shape[1]:
+            raise ValueError(
+                f"need user_vectors (B, d) and item_table (N, d), got {tuple(user_vectors.shape)} and "
+                f"{tuple(item_table.shape)}"
+            )
+        if item_table.shape[0] != self.num_items:
+            raise ValueError(f"item_table has {item_table.shape[0]} rows but the loss was built for {self.num_items}")
+        if targets.shape != (user_vectors.shape[0],):
+            raise ValueError(f"targets must have shape ({user_vectors.shape[0]},), got {tuple(targets.shape)}")
+        _check_bias(item_bias, item_table.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"num_items={self.num_items}"
+
+
+@register_loss("full_softmax")
+class FullSoftmaxLoss(CatalogueLoss):
     """Cross-entropy of the softmax over the whole catalogue.
 
-    ``forward(user_vectors (B, d), item_table (N, d), item_bias (N,) / (N, 1) or None, targets (B,))
-    -> scalar``.
-    The table's gradient is dense (every row gets one).
+    The table's gradient is dense (every row gets one), whatever ``sparse_gradients`` says.
+
+    Args:
+        num_items: Catalogue size N.
+        sparse_gradients: Accepted like every catalogue loss's; it changes nothing here.
     """
+
+    def __init__(self, num_items: int, sparse_gradients: bool = True) -> None:
+        super().__init__(num_items, sparse_gradients)
 
     def forward(
         self,
@@ -131,14 +190,16 @@ class FullSoftmaxLoss(nn.Module):
         item_bias: torch.Tensor | None,
         targets: torch.Tensor,
     ) -> torch.Tensor:
-        _check_inputs(user_vectors, item_table, item_bias, targets)
+        """Mean cross-entropy of ``targets`` ``(B,)`` over all N logits; shapes as :class:`CatalogueLoss`."""
+        self.check_inputs(user_vectors, item_table, item_bias, targets)
         logits = user_vectors @ item_table.T
         if item_bias is not None:
             logits = logits + item_bias.reshape(-1)
         return F.cross_entropy(logits, targets)
 
 
-class SampledSoftmaxLoss(nn.Module):
+@register_loss("sampled_softmax")
+class SampledSoftmaxLoss(CatalogueLoss):
     """Softmax over the target and ``num_samples`` negatives drawn from a proposal ``Q``, with log-Q correction.
 
     Each step draws ``S = num_samples`` item IDs with replacement from ``Q``, shared by the whole batch. The
@@ -163,25 +224,28 @@ class SampledSoftmaxLoss(nn.Module):
     def __init__(
         self,
         num_items: int,
-        num_samples: int,
+        num_samples: int = 1000,
         proposal: Proposal = "unigram",
         counts: torch.Tensor | None = None,
         alpha: float = 0.75,
         remove_accidental_hits: bool = True,
         sparse_gradients: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(num_items, sparse_gradients)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        self.num_items = num_items
         self.num_samples = num_samples
         self.proposal = proposal
         self.remove_accidental_hits = remove_accidental_hits
-        self.sparse_gradients = sparse_gradients
         log_q = proposal_log_probs(num_items, proposal, counts, alpha)
         # Buffers rebuilt from the counts each run, not state: non-persistent keeps checkpoints independent of them.
         self.register_buffer("log_q", log_q, persistent=False)
         self.register_buffer("cdf", torch.cumsum(log_q.double().exp(), 0).float(), persistent=False)
+
+    @classmethod
+    def needs_counts(cls, config: Mapping[str, Any]) -> bool:
+        """A ``unigram`` proposal (the default) is built from the item counts."""
+        return config.get("proposal", "unigram") == "unigram"
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(num_samples,)`` int64 item IDs drawn with replacement from the proposal."""
@@ -218,9 +282,7 @@ class SampledSoftmaxLoss(nn.Module):
         Returns:
             Scalar loss.
         """
-        _check_inputs(user_vectors, item_table, item_bias, targets)
-        if item_table.shape[0] != self.num_items:
-            raise ValueError(f"item_table has {item_table.shape[0]} rows but the loss was built for {self.num_items}")
+        self.check_inputs(user_vectors, item_table, item_bias, targets)
         if negatives is None:
             negatives = self.sample()
         batch = targets.shape[0]
@@ -241,26 +303,39 @@ class SampledSoftmaxLoss(nn.Module):
         return f"num_items={self.num_items}, num_samples={self.num_samples}, proposal={self.proposal!r}"
 
 
-class InBatchSoftmaxLoss(nn.Module):
+@register_loss("in_batch_softmax")
+class InBatchSoftmaxLoss(CatalogueLoss):
     """Softmax over the batch's targets: example ``i``'s negatives are the targets of the other examples.
 
-    Logits are ``(B, B)``: ``u_i · W[t_j] + b[t_j] - log Q(t_j)``, where ``Q`` is the item's share of the
-    training examples (``(counts + 1) / Σ``) when ``counts`` are given, and no correction otherwise. Another
-    example with the same target item as ``i`` is masked to ``-inf`` in row ``i`` (it is the positive, not a
-    negative). The loss is the cross-entropy with the diagonal as the targets.
+    Logits are ``(B, B)``: ``u_i · W[t_j] + b[t_j] - log Q(t_j)``, where, with the ``unigram`` proposal, ``Q`` is
+    the item's share of the training examples (``(counts + 1) / Σ``); the ``uniform`` proposal makes no correction
+    (a constant ``log Q`` would not change the softmax). Another example with the same target item as ``i`` is
+    masked to ``-inf`` in row ``i`` (it is the positive, not a negative). The loss is the cross-entropy with the
+    diagonal as the targets.
 
     Args:
         num_items: Catalogue size N.
-        counts: ``(N,)`` training counts of each item for the log-Q correction, or ``None`` for none.
+        counts: ``(N,)`` training counts of each item for the log-Q correction; required by ``unigram``.
         sparse_gradients: Gather the target rows so that the table and bias get sparse gradients.
+        proposal: ``unigram`` corrects by popularity, ``uniform`` does not.
     """
 
-    def __init__(self, num_items: int, counts: torch.Tensor | None = None, sparse_gradients: bool = True) -> None:
-        super().__init__()
-        self.num_items = num_items
-        self.sparse_gradients = sparse_gradients
-        log_q = None if counts is None else proposal_log_probs(num_items, "unigram", counts, alpha=1.0)
+    def __init__(
+        self,
+        num_items: int,
+        counts: torch.Tensor | None = None,
+        sparse_gradients: bool = True,
+        proposal: Proposal = "unigram",
+    ) -> None:
+        super().__init__(num_items, sparse_gradients)
+        self.proposal = proposal
+        log_q = None if proposal == "uniform" else proposal_log_probs(num_items, proposal, counts, alpha=1.0)
         self.register_buffer("log_q", log_q, persistent=False)
+
+    @classmethod
+    def needs_counts(cls, config: Mapping[str, Any]) -> bool:
+        """The ``unigram`` proposal (the default) corrects by the item counts."""
+        return config.get("proposal", "unigram") == "unigram"
 
     def forward(
         self,
@@ -270,7 +345,7 @@ class InBatchSoftmaxLoss(nn.Module):
         targets: torch.Tensor,
     ) -> torch.Tensor:
         """Mean in-batch softmax loss; shapes as :meth:`SampledSoftmaxLoss.forward`. Returns a scalar."""
-        _check_inputs(user_vectors, item_table, item_bias, targets)
+        self.check_inputs(user_vectors, item_table, item_bias, targets)
         rows, bias = _gather_rows(targets, item_table, item_bias, self.sparse_gradients)
         logits = user_vectors @ rows.T
         if bias is not None:
@@ -281,3 +356,39 @@ class InBatchSoftmaxLoss(nn.Module):
         same.fill_diagonal_(False)
         logits = logits.masked_fill(same, float("-inf"))
         return F.cross_entropy(logits, torch.arange(targets.shape[0], device=logits.device))
+
+
+def catalogue_losses() -> list[str]:
+    """Sorted names of the registered losses over an item catalogue (subclasses of :class:`CatalogueLoss`)."""
+    return [name for name in list_losses() if issubclass(get_loss_class(name), CatalogueLoss)]
+
+
+def create_catalogue_loss(
+    name: str,
+    num_items: int,
+    counts: torch.Tensor | None = None,
+    sparse_gradients: bool = True,
+    **config: Any,
+) -> CatalogueLoss:
+    """Build the registered catalogue loss ``name`` from its own arguments ``config`` and the data's facts.
+
+    Args:
+        name: A name from :func:`catalogue_losses` (``full_softmax``, ``sampled_softmax``, ``in_batch_softmax``).
+        num_items: Catalogue size N.
+        counts: ``(N,)`` training count of each item; passed on only when the loss's arguments need them.
+        sparse_gradients: Whether the table and bias should get sparse gradients.
+        **config: The loss's own constructor arguments (e.g. ``num_samples``, ``proposal``).
+
+    Raises:
+        KeyError: No loss has that name (the message lists the registered ones).
+        ValueError: The loss is not a catalogue loss, or it needs ``counts`` and none were given.
+    """
+    cls = get_loss_class(name)
+    if not issubclass(cls, CatalogueLoss):
+        raise ValueError(f"loss {name!r} does not score an item catalogue; catalogue losses: {catalogue_losses()}")
+    kwargs: dict[str, Any] = {"num_items": num_items, "sparse_gradients": sparse_gradients, **config}
+    if cls.needs_counts(config):
+        if counts is None:
+            raise ValueError(f"loss {name!r} with {dict(config)} needs item counts: pass counts=(num_items,) tensor")
+        kwargs["counts"] = counts
+    return create_loss(name, **kwargs)

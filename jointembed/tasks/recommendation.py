@@ -15,17 +15,17 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import nn
 
-from jointembed.losses.sampled_softmax import FullSoftmaxLoss, InBatchSoftmaxLoss, SampledSoftmaxLoss
+from jointembed.losses.sampled_softmax import CatalogueLoss, catalogue_losses, create_catalogue_loss
 from jointembed.metrics.ranking import evaluate_rankings
 from jointembed.models.recommender import Recommender
 from jointembed.optim import LazyAdam
 from jointembed.pretrained import model_card
+from jointembed.registry import get_loss_class
 from jointembed.sparse import SparseBatch
 
 __all__ = ["RecommendationTask", "ItemCatalogue"]
@@ -54,11 +54,12 @@ class ItemCatalogue(Protocol):
 class RecommendationTask(LightningModule):
     """Trains a :class:`~jointembed.models.recommender.Recommender` to predict a held-out item from a history.
 
-    Losses: ``full`` softmax over the catalogue (exact; catalogues up to ~100k items), ``sampled`` softmax with
-    ``num_samples`` negatives from the ``proposal`` and log-Q correction, or ``in_batch`` negatives (the other
-    examples' targets), log-Q corrected by item popularity when ``proposal`` is ``unigram``. A ``unigram``
-    proposal needs training counts per item: the data module's ``item_counts`` attribute (an ``(N,)`` tensor),
-    read in ``setup``, or :meth:`set_item_counts`.
+    The loss is chosen by its registered name with its own arguments, as in the contrastive task: ``full_softmax``
+    over the catalogue (exact; catalogues up to ~100k items), ``sampled_softmax`` (``num_samples`` negatives from
+    a ``proposal``, log-Q corrected) or ``in_batch_softmax`` (the other examples' targets as negatives, corrected
+    by popularity under the ``unigram`` proposal); see :mod:`jointembed.losses.sampled_softmax`. A ``unigram``
+    proposal (the default) needs training counts per item: the data module's ``item_counts`` attribute (an
+    ``(N,)`` tensor), read in ``setup``, or :meth:`set_item_counts`.
 
     One :class:`LazyAdam` optimiser steps everything: the item tables (and the user-feature table) at ``lr``,
     with lazy row updates when their gradients are sparse, and the tower at ``dense_lr`` with ``weight_decay``.
@@ -69,10 +70,9 @@ class RecommendationTask(LightningModule):
 
     Args:
         model: The recommender (in a recipe: ``class_path: jointembed.models.recommender.Recommender``).
-        loss: ``full``, ``sampled`` or ``in_batch``.
-        num_samples: Negatives per step of the sampled softmax.
-        proposal: ``uniform`` or ``unigram`` (counts ** 0.75): what sampled negatives are drawn from; for
-            ``in_batch``, ``unigram`` turns on the popularity correction.
+        loss: Registered name of a catalogue loss: ``full_softmax``, ``sampled_softmax`` or ``in_batch_softmax``.
+        loss_config: The loss's own constructor arguments, e.g. ``{"num_samples": 500, "proposal": "uniform"}``
+            (the catalogue size, item counts and sparse gradients come from the model and the data).
         lr: Learning rate of the embedding tables.
         dense_lr: Learning rate of the tower.
         weight_decay: Decoupled weight decay of the tower (the tables are not decayed).
@@ -84,9 +84,8 @@ class RecommendationTask(LightningModule):
     def __init__(
         self,
         model: Recommender,
-        loss: Literal["full", "sampled", "in_batch"] = "full",
-        num_samples: int = 1000,
-        proposal: Literal["uniform", "unigram"] = "unigram",
+        loss: str = "full_softmax",
+        loss_config: dict[str, Any] | None = None,
         lr: float = 0.01,
         dense_lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -94,37 +93,28 @@ class RecommendationTask(LightningModule):
         compare_baselines: bool = True,
     ) -> None:
         super().__init__()
-        if loss not in ("full", "sampled", "in_batch"):
-            raise ValueError(f"loss must be 'full', 'sampled' or 'in_batch', got {loss!r}")
-        if proposal not in ("uniform", "unigram"):
-            raise ValueError(f"proposal must be 'uniform' or 'unigram', got {proposal!r}")
-        if num_samples < 1 or not 1 <= eval_k <= model.num_items:
-            raise ValueError(f"need num_samples >= 1 and 1 <= eval_k <= {model.num_items}, got {num_samples}, {eval_k}")
+        if loss not in catalogue_losses():
+            raise ValueError(f"loss must be a registered catalogue loss {catalogue_losses()}, got {loss!r}")
+        if not 1 <= eval_k <= model.num_items:
+            raise ValueError(f"eval_k must be in [1, {model.num_items}] (the catalogue size), got {eval_k}")
         # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.loss_name = loss
-        self.num_samples = num_samples
-        self.proposal = proposal
+        self.loss_config = dict(loss_config or {})
         self.lr = lr
         self.dense_lr = dense_lr
         self.weight_decay = weight_decay
         self.eval_k = eval_k
         self.compare_baselines = compare_baselines
         self.item_counts: torch.Tensor | None = None
-        self.loss_fn: nn.Module | None = None if self._needs_counts() else self._build_loss(None)
+        needs_counts = get_loss_class(loss).needs_counts(self.loss_config)
+        self.loss_fn: CatalogueLoss | None = None if needs_counts else self._build_loss(None)
         self._recommended: torch.Tensor | None = None
 
-    def _needs_counts(self) -> bool:
-        return self.loss_name != "full" and self.proposal == "unigram"
-
-    def _build_loss(self, counts: torch.Tensor | None) -> nn.Module:
-        sparse, num_items = self.model.sparse, self.model.num_items
-        if self.loss_name == "full":
-            return FullSoftmaxLoss()
-        if self.loss_name == "sampled":
-            return SampledSoftmaxLoss(num_items, self.num_samples, self.proposal, counts, sparse_gradients=sparse)
-        return InBatchSoftmaxLoss(num_items, counts if self.proposal == "unigram" else None, sparse_gradients=sparse)
+    def _build_loss(self, counts: torch.Tensor | None) -> CatalogueLoss:
+        model = self.model
+        return create_catalogue_loss(self.loss_name, model.num_items, counts, model.sparse, **self.loss_config)
 
     def set_item_counts(self, counts: torch.Tensor) -> None:
         """Give the ``(N,)`` training counts of each item (for a ``unigram`` proposal) and rebuild the loss."""
@@ -153,12 +143,12 @@ class RecommendationTask(LightningModule):
         if self.loss_fn is None and getattr(datamodule, "item_counts", None) is not None:
             self.set_item_counts(datamodule.item_counts)
 
-    def _loss_module(self) -> nn.Module:
+    def _loss_module(self) -> CatalogueLoss:
         if self.loss_fn is None:
             raise ValueError(
-                f"loss={self.loss_name!r} with proposal='unigram' needs item counts: give the data module an "
-                "`item_counts` attribute ((num_items,) training counts), call task.set_item_counts(counts), "
-                "or use proposal='uniform'"
+                f"loss={self.loss_name!r} with loss_config={self.loss_config} needs item counts (its proposal is "
+                "'unigram'): give the data module an `item_counts` attribute ((num_items,) training counts), call "
+                "task.set_item_counts(counts), or set loss_config's proposal to 'uniform'"
             )
         return self.loss_fn
 

@@ -192,7 +192,10 @@ def test_multi_target_training_beats_popularity_on_held_out_users():
         target_fraction=0.2,
     )
     task = RecommendationTask(
-        Recommender(300, embedding_dim=8, hidden_sizes=[]), loss="sampled", num_samples=100, lr=0.05
+        Recommender(300, embedding_dim=8, hidden_sizes=[]),
+        loss="sampled_softmax",
+        loss_config={"num_samples": 100},
+        lr=0.05,
     )
     result = _fit_and_test(task, data, epochs=5)
     assert result["test/recall@10"] > 1.2 * result["test/baseline_popularity/recall@10"]

@@ -8,6 +8,8 @@ from jointembed.losses.sampled_softmax import (
     FullSoftmaxLoss,
     InBatchSoftmaxLoss,
     SampledSoftmaxLoss,
+    catalogue_losses,
+    create_catalogue_loss,
     proposal_log_probs,
 )
 
@@ -91,7 +93,7 @@ def test_sampled_loss_approaches_full_loss_plus_log_correction():
     targets = torch.randint(0, 50, (8,))
     num_samples = 200_000
     sampled = SampledSoftmaxLoss(50, num_samples, "uniform", remove_accidental_hits=False)(users, table, bias, targets)
-    full = FullSoftmaxLoss()(users, table, bias, targets)
+    full = FullSoftmaxLoss(50)(users, table, bias, targets)
     torch.testing.assert_close(sampled, full + math.log(num_samples / 50), atol=0.02, rtol=0)
 
 
@@ -102,7 +104,7 @@ def test_sampled_gradient_trends_to_full_softmax_gradient():
     users, table, bias = _tables(num_items=num_items, dim=8, batch=16)
     users.requires_grad_(True)
     targets = torch.randint(0, num_items, (16,))
-    (full_grad,) = torch.autograd.grad(FullSoftmaxLoss()(users, table, bias, targets), users)
+    (full_grad,) = torch.autograd.grad(FullSoftmaxLoss(num_items)(users, table, bias, targets), users)
 
     def cosine(num_samples):
         loss_fn = SampledSoftmaxLoss(num_items, num_samples, "unigram", counts)
@@ -140,8 +142,8 @@ def test_full_softmax_is_cross_entropy_of_all_logits():
     users, table, bias = _tables()
     targets = torch.tensor([0, 5])
     expected = F.cross_entropy(users @ table.T + bias.T, targets)
-    torch.testing.assert_close(FullSoftmaxLoss()(users, table, bias, targets), expected)
-    torch.testing.assert_close(FullSoftmaxLoss()(users, table, bias[:, 0], targets), expected)
+    torch.testing.assert_close(FullSoftmaxLoss(6)(users, table, bias, targets), expected)
+    torch.testing.assert_close(FullSoftmaxLoss(6)(users, table, bias[:, 0], targets), expected)
 
 
 def test_in_batch_loss_by_hand_with_duplicates_and_log_q():
@@ -156,15 +158,33 @@ def test_in_batch_loss_by_hand_with_duplicates_and_log_q():
         negatives = [logits[j] for j in range(3) if j == i or int(targets[j]) != int(targets[i])]
         expected += -logits[i] + math.log(sum(math.exp(v) for v in negatives))
     torch.testing.assert_close(loss, torch.tensor(expected / 3))
-    plain = InBatchSoftmaxLoss(6)(users, table, bias, targets)
+    plain = InBatchSoftmaxLoss(6, proposal="uniform")(users, table, bias, targets)
     assert torch.isfinite(plain) and not torch.isclose(plain, loss)
 
 
 def test_shape_errors_are_named():
     users, table, bias = _tables()
     with pytest.raises(ValueError, match="targets must have shape"):
-        FullSoftmaxLoss()(users, table, bias, torch.tensor([1]))
+        FullSoftmaxLoss(6)(users, table, bias, torch.tensor([1]))
     with pytest.raises(ValueError, match="item_bias must have shape"):
-        InBatchSoftmaxLoss(6)(users, table, bias[:3], torch.tensor([1, 2]))
+        InBatchSoftmaxLoss(6, proposal="uniform")(users, table, bias[:3], torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="built for 7"):
         SampledSoftmaxLoss(7, 2, "uniform")(users, table, bias, torch.tensor([1, 2]))
+
+
+def test_catalogue_losses_are_registered_and_built_by_name():
+    assert catalogue_losses() == ["full_softmax", "in_batch_softmax", "sampled_softmax"]
+    counts = torch.arange(6.0)
+    sampled = create_catalogue_loss("sampled_softmax", 6, counts, sparse_gradients=False, num_samples=4)
+    assert isinstance(sampled, SampledSoftmaxLoss) and sampled.registry_name == "sampled_softmax"
+    assert (sampled.num_items, sampled.num_samples, sampled.sparse_gradients) == (6, 4, False)
+    torch.testing.assert_close(sampled.log_q, proposal_log_probs(6, "unigram", counts))
+    # counts go only where the arguments need them: a uniform proposal and the full softmax take none
+    assert create_catalogue_loss("in_batch_softmax", 6, proposal="uniform").log_q is None
+    assert isinstance(create_catalogue_loss("full_softmax", 6, counts), FullSoftmaxLoss)
+    with pytest.raises(ValueError, match="needs item counts"):
+        create_catalogue_loss("in_batch_softmax", 6)
+    with pytest.raises(ValueError, match=r"'info_nce' does not score an item catalogue; catalogue losses: \["):
+        create_catalogue_loss("info_nce", 6)
+    with pytest.raises(KeyError, match="unknown loss 'full'"):
+        create_catalogue_loss("full", 6)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from jointembed.losses.sampled_softmax import catalogue_losses
 from jointembed.metrics.ranking import RANKING_METRICS, evaluate_rankings
 from jointembed.models.recommender import Recommender
 from jointembed.optim import LazyAdam
@@ -74,7 +75,7 @@ def _trainer(max_epochs, **kwargs):
     )
 
 
-def _task(loss="full", **kwargs):
+def _task(loss="full_softmax", **kwargs):
     pl.seed_everything(0, verbose=False)
     model = Recommender(NUM_ITEMS, embedding_dim=16, hidden_sizes=(32,))
     return RecommendationTask(model, loss=loss, lr=0.05, dense_lr=0.01, **kwargs)
@@ -117,7 +118,7 @@ def test_lazy_adam_matches_sparse_adam_and_leaves_other_rows_alone():
 
 def test_logged_metrics_are_means_over_all_users_of_the_epoch():
     # 60 validation users in batches of 32 + 28: the epoch value must weigh each batch by its users.
-    task = _task("full")
+    task = _task("full_softmax")
     world = ClusterWorld()
     trainer = _trainer(max_epochs=1)
     trainer.fit(task, world)
@@ -132,7 +133,7 @@ def test_logged_metrics_are_means_over_all_users_of_the_epoch():
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_training_step_shapes_and_backward():
-    task = _task("full")
+    task = _task("full_softmax")
     world = ClusterWorld()
     batch = next(iter(world.train_dataloader()))
     loss = task.training_step(batch, 0)
@@ -149,7 +150,7 @@ def test_training_step_shapes_and_backward():
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_multi_target_step_is_the_mean_over_targets_sharing_a_user_vector():
-    task = _task("full")
+    task = _task("full_softmax")
     history = SparseBatch.from_lists([[1, 2], [3], [4, 5, 6]])
     targets = SparseBatch.from_lists([[7, 8, 9], [10], [11, 12]])
     multi = task.training_step({"history": history, "targets": targets}, 0)
@@ -162,11 +163,16 @@ def test_multi_target_step_is_the_mean_over_targets_sharing_a_user_vector():
 
 
 @pytest.mark.parametrize(
-    "loss, proposal",
-    [("full", "unigram"), ("sampled", "unigram"), ("sampled", "uniform"), ("in_batch", "unigram")],
+    "loss, loss_config",
+    [
+        ("full_softmax", {}),
+        ("sampled_softmax", {"num_samples": 20}),
+        ("sampled_softmax", {"num_samples": 20, "proposal": "uniform"}),
+        ("in_batch_softmax", {}),
+    ],
 )
-def test_tiny_run_learns_the_clusters(loss, proposal):
-    task = _task(loss, num_samples=20, proposal=proposal)
+def test_tiny_run_learns_the_clusters(loss, loss_config):
+    task = _task(loss, loss_config=loss_config)
     trainer = _trainer(max_epochs=3)
     trainer.fit(task, ClusterWorld())
     metrics = trainer.callback_metrics
@@ -179,7 +185,7 @@ def test_tiny_run_learns_the_clusters(loss, proposal):
 
 
 def test_recommend_after_training_excludes_seen_and_names_titles():
-    task = _task("full")
+    task = _task("full_softmax")
     _trainer(max_epochs=3).fit(task, ClusterWorld())
     titles = [f"cluster {i // CLUSTER_SIZE} movie {i}" for i in range(NUM_ITEMS)]
     histories = SparseBatch.from_lists([[0, 1, 2], [55, 56]])
@@ -193,23 +199,42 @@ def test_recommend_after_training_excludes_seen_and_names_titles():
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_unigram_proposal_without_counts_is_a_clear_error():
-    task = _task("sampled", proposal="unigram")
+    task = _task("sampled_softmax", loss_config={"num_samples": 20})
     batch = next(iter(ClusterWorld().train_dataloader()))
     with pytest.raises(ValueError, match="needs item counts"):
         task.training_step(batch, 0)
     task.set_item_counts(ClusterWorld().item_counts)
     assert torch.isfinite(task.training_step(batch, 0))
+    assert task.loss_fn.num_samples == 20
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+@pytest.mark.parametrize("loss", catalogue_losses())
+def test_every_catalogue_loss_is_chosen_by_name_and_trains(loss):
+    task = _task(loss)
+    assert task.hparams["loss"] == loss and task.hparams["loss_config"] is None
+    task.set_item_counts(ClusterWorld().item_counts)
+    loss_value = task.training_step(next(iter(ClusterWorld().train_dataloader())), 0)
+    assert torch.isfinite(loss_value)
+    loss_value.backward()
+
+
+def test_a_loss_that_is_not_over_the_catalogue_is_refused():
+    with pytest.raises(ValueError, match=r"registered catalogue loss \['full_softmax', .*got 'info_nce'"):
+        _task("info_nce")
+    with pytest.raises(ValueError, match="got 'full'"):
+        _task("full")
 
 
 def test_resume_from_checkpoint_continues_training_exactly(tmp_path):
-    straight = _task("full")
+    straight = _task("full_softmax")
     _trainer(max_epochs=2, limit_val_batches=0).fit(straight, ClusterWorld(shuffle=False))
 
-    first = _task("full")
+    first = _task("full_softmax")
     trainer = _trainer(max_epochs=1, limit_val_batches=0)
     trainer.fit(first, ClusterWorld(shuffle=False))
     trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
-    resumed = _task("full")
+    resumed = _task("full_softmax")
     trainer = _trainer(max_epochs=2, limit_val_batches=0)
     trainer.fit(resumed, ClusterWorld(shuffle=False), ckpt_path=tmp_path / "epoch1.ckpt")
 
@@ -278,7 +303,7 @@ def test_exported_folder_recommends_by_raw_keys_as_the_data_module_feeds_the_mod
 def test_export_without_an_item_catalogue_keys_items_by_id(tmp_path):
     from jointembed.models.recommender import PretrainedRecommender
 
-    task = _task("full")
+    task = _task("full_softmax")
     with pytest.warns(UserWarning, match="keys items by their IDs"):
         folder = task.export_pretrained(tmp_path / "pretrained")
     recommender = PretrainedRecommender.from_pretrained(folder)
