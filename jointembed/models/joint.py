@@ -11,7 +11,8 @@ through the same units, so inference and training preprocess alike.
 ``from_pretrained`` rebuilds on any machine:
 
 - ``config.json``: ``{"format": "jointembed.joint", "version": 2, "output_dim": D, "fields": {name: {"encoder":
-  {"type", "config"}, "input": {"type", "config"}}}, "zero_shot": {"label_names", "prompts", "field"}}``;
+  {"type", "config"} or {"shared_with": field}, "input": {"type", "config"}}}, "zero_shot": {"label_names",
+  "prompts", "field"}}``;
 - ``model.safetensors``: every parameter and buffer (``encoders.<name>.…``);
 - ``fields/<name>/encoder/`` and ``fields/<name>/input/``: files the parts need (a tokenizer, a vocabulary);
 - ``README.md``: the model card.
@@ -102,10 +103,12 @@ class JointEmbeddingModel(nn.Module):
     """Fields (name → input unit + encoder), all encoders sharing the output dimension D.
 
     Args:
-        encoders: At least two encoders by field name, e.g. ``{"image": ..., "text": ...}``; the name is the
-            manifest column (and batch key) each one encodes.
+        encoders: Encoders by field name, e.g. ``{"image": ..., "text": ...}``; the name is the manifest column
+            (and batch key) each one encodes. With ``share``, at least two fields in all.
         inputs: Input units by field name; a field without one gets the default unit of its encoder's type
             (``ids``, ``text``, ``image``, ``audio``), e.g. ``{"image": ImageModality(image_size=16)}``.
+        share: Fields that use another field's encoder (the same weights): ``{"plot": "title"}`` encodes the
+            ``plot`` column with the ``title`` encoder.
 
     Raises:
         ValueError: Fewer than two encoders, encoders with different ``output_dim``, an input for a field that
@@ -113,8 +116,21 @@ class JointEmbeddingModel(nn.Module):
             its encoder (e.g. sample rates).
     """
 
-    def __init__(self, encoders: dict[str, Encoder], inputs: dict[str, Modality] | None = None) -> None:
+    def __init__(
+        self,
+        encoders: dict[str, Encoder],
+        inputs: dict[str, Modality] | None = None,
+        share: dict[str, str] | None = None,
+    ) -> None:
         super().__init__()
+        share = dict(share or {})
+        for field, owner in share.items():
+            if owner not in encoders or owner in share:
+                raise ValueError(f"share: field {field!r} uses {owner!r}, which is not a field with its own encoder")
+            if field in encoders:
+                raise ValueError(f"share: field {field!r} has its own encoder; give it one or share one, not both")
+        self.share = share
+        encoders = {**encoders, **{field: encoders[owner] for field, owner in share.items()}}
         if len(encoders) < 2:
             raise ValueError(f"a joint model needs at least two encoders, got {sorted(encoders)}")
         dims = {name: int(encoder.output_dim) for name, encoder in encoders.items()}
@@ -334,12 +350,14 @@ class JointEmbeddingModel(nn.Module):
                     "@jointembed.registry.register_encoder(name) so a checkpoint can name it"
                 )
             unit = self.inputs.get(name)
-            fields[name] = {
-                "encoder": {"type": encoder.registry_name, "config": config_of(encoder, name, "encoder")},
-                "input": None
-                if unit is None
-                else {"type": unit.registry_name, "config": config_of(unit, name, "input")},
-            }
+            if name in self.share:
+                spec: dict[str, Any] = {"encoder": {"shared_with": self.share[name]}}
+            else:
+                spec = {"encoder": {"type": encoder.registry_name, "config": config_of(encoder, name, "encoder")}}
+            spec["input"] = (
+                None if unit is None else {"type": unit.registry_name, "config": config_of(unit, name, "input")}
+            )
+            fields[name] = spec
         zero_shot = None if self.zero_shot is None else asdict(self.zero_shot)
         return {"format": FORMAT, "version": FORMAT_VERSION, "output_dim": self.output_dim, "fields": fields,
                 "zero_shot": zero_shot}  # fmt: skip
@@ -366,7 +384,11 @@ class JointEmbeddingModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
+        cls,
+        name_or_path: str | os.PathLike,
+        strict: bool = True,
+        map_location: str | torch.device = "cpu",
+        cache_dir: str | os.PathLike | None = None,
     ) -> JointEmbeddingModel:
         """Load a model, in eval mode, from a pretrained folder, a Lightning ``.ckpt`` written by ``jointembed
         fit``, or a Hugging Face hub repo id (offline from the cache when ``HF_HUB_OFFLINE=1``).
@@ -376,13 +398,14 @@ class JointEmbeddingModel(nn.Module):
             strict: Require the weights' keys to match the model's exactly (else load the common ones, warn and
                 skip the rest).
             map_location: Device the weights are loaded onto.
+            cache_dir: Hugging Face cache folder for a hub repo id (``None``: the default cache).
 
         Raises:
             CheckpointError: A file is missing, truncated or tampered with; the format or version is not one this
                 version reads; a field's encoder or input type is unknown or its config does not fit; or
                 (strict) keys are missing or unexpected. The message names the file and the field or key.
         """
-        path = resolve_folder(name_or_path)
+        path = resolve_folder(name_or_path, None if cache_dir is None else str(cache_dir))
         if path.is_file():
             checkpoint = read_lightning_checkpoint(path)
             config = checkpoint.get(CHECKPOINT_KEY)
@@ -409,30 +432,22 @@ class JointEmbeddingModel(nn.Module):
             fields = config.get("fields")
         if not isinstance(fields, dict) or not fields:
             raise CheckpointError(f"{source}: field 'fields' must map field names to {{'encoder', 'input'}}")
-        encoders, inputs = {}, {}
+        encoders, inputs, share = {}, {}, {}
         for name, spec in fields.items():
             where = None if folder is None else folder / "fields" / name
             try:
-                encoder_spec = spec["encoder"]
-                encoder_class = get_encoder_class(encoder_spec["type"])
-                config_ = dict(encoder_spec.get("config", {}))
-                encoders[name] = (
-                    encoder_class(**config_) if where is None else encoder_class.load_from(config_, where / "encoder")
-                )
+                if "shared_with" in spec["encoder"]:
+                    share[name] = spec["encoder"]["shared_with"]
+                else:
+                    encoders[name] = _part(get_encoder_class, spec["encoder"], where, "encoder")
                 if spec.get("input") is not None:
-                    unit_class = get_modality_class(spec["input"]["type"])
-                    unit_config = dict(spec["input"].get("config", {}))
-                    inputs[name] = (
-                        unit_class(**unit_config)
-                        if where is None
-                        else unit_class.load_from(unit_config, where / "input")
-                    )
+                    inputs[name] = _part(get_modality_class, spec["input"], where, "input")
             except CheckpointError:
                 raise
             except (KeyError, TypeError, ValueError, OSError) as error:
                 raise CheckpointError(f"{source}: cannot build field {name!r}: {error}") from error
         try:
-            model = cls(encoders, inputs)
+            model = cls(encoders, inputs, share)
         except ValueError as error:
             raise CheckpointError(f"{source}: {error}") from error
         zero_shot = config.get("zero_shot")

@@ -207,3 +207,35 @@ def test_checkpoint_of_a_fit_loads_as_model_and_as_task(tmp_path: Path) -> None:
         torch.testing.assert_close(other.embed(ids=[[7], [3]]), model.embed(ids=[[7], [3]]))
     assert from_ckpt.zero_shot is not None and from_ckpt.zero_shot.label_names == NAMES
     assert not from_ckpt.training
+
+
+def test_two_fields_can_share_one_encoder(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    text = create_encoder("scratch_text", **get_encoder_class("scratch_text").tiny_config())
+    image = create_encoder("cnn_image", **get_encoder_class("cnn_image").tiny_config())
+    model = JointEmbeddingModel({"title": text, "poster": image}, share={"plot": "title"}).eval()
+    assert model.fields == ["title", "poster", "plot"] and model.encoders["plot"] is model.encoders["title"]
+    assert model.inputs["plot"].registry_name == "text"
+    torch.testing.assert_close(model.embed(plot=["a heist in LA"]), model.embed(title=["a heist in LA"]))
+    model.save_pretrained(tmp_path / "m")
+    loaded = JointEmbeddingModel.from_pretrained(tmp_path / "m")
+    assert loaded.encoders["plot"] is loaded.encoders["title"]
+    torch.testing.assert_close(loaded.embed(plot=["a heist"]), model.embed(plot=["a heist"]))
+    with pytest.raises(ValueError, match="'plot' uses 'nope'"):
+        JointEmbeddingModel({"title": text, "poster": image}, share={"plot": "nope"})
+
+
+def test_hub_repo_id_loads_offline_from_the_cache(tmp_path: Path) -> None:
+    """A repo id resolves through huggingface_hub; here from a local cache laid out as the hub lays it out."""
+    model = _model(10).eval()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--jointembed--digits-tiny"
+    model.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        loaded = JointEmbeddingModel.from_pretrained("jointembed/digits-tiny", cache_dir=tmp_path / "cache")
+        torch.testing.assert_close(loaded.embed(text=["seven"]), model.embed(text=["seven"]))
+        with pytest.raises(CheckpointError, match=r"jointembed/absent: not a local path, and the local Hugging Face"):
+            JointEmbeddingModel.from_pretrained("jointembed/absent", cache_dir=tmp_path / "cache")
