@@ -93,12 +93,15 @@ class IdsModality(Modality):
         return self.mode is not None
 
     def fit(self, values: Sequence[Any], every: Sequence[Any] = ()) -> None:
-        """Choose integer IDs or a vocabulary from the training bags (see the class docstring)."""
+        """Choose integer IDs or a vocabulary from the training bags (see the class docstring); with no key in
+        any split, learn nothing (the unit stays unfitted)."""
         bags = [_check_keys(v) for v in values]
         if any(isinstance(k, str) for bag in bags for k in bag):
             self._set_vocabulary(Vocabulary.from_bags(bags))
             return
         ints = [k for v in (*values, *every) for k in _check_keys(v) if isinstance(k, int)]
+        if not ints:
+            return  # no IDs anywhere: stay unfitted, as a table of 0 IDs is no valid setting to save and rebuild
         self.mode, self.num_ids, self.vocab = "integer", max(ints, default=-1) + 1, None
         self._config.update(mode="integer", num_ids=self.num_ids, vocabulary=None)
 
