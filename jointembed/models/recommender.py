@@ -327,8 +327,8 @@ class Recommender(nn.Module):
         folder: str | os.PathLike,
         item_keys: Sequence[ItemKey] | None = None,
         item_titles: Sequence[str] | None = None,
-        recent_items: int = 0,
         card: str | None = None,
+        recent_items: int = 0,
     ) -> Path:
         """Write a pretrained folder (atomically; see :func:`jointembed.pretrained.write_folder`).
 
@@ -340,9 +340,9 @@ class Recommender(nn.Module):
             item_keys: ``N`` raw item keys in ID order (``Interactions.item_vocab.values``, e.g. MovieLens movie
                 IDs), each an ``int`` or a ``str``, all distinct; ``None`` keys the items by their IDs.
             item_titles: ``N`` titles in ID order (``Interactions.item_titles``), or ``None``.
+            card: ``README.md`` text (see :func:`jointembed.pretrained.model_card`), or ``None``.
             recent_items: How many latest watches the data module put in the user-feature bag
                 (``InteractionsDataModule.recent_items``), so inference builds the same inputs; 0 for none.
-            card: ``README.md`` text (see :func:`jointembed.pretrained.model_card`), or ``None``.
 
         Returns:
             The folder.
@@ -469,7 +469,7 @@ class PretrainedRecommender:
     def save_pretrained(self, folder: str | os.PathLike, card: str | None = None) -> Path:
         """Write the model and its catalogue as a pretrained folder (see :meth:`Recommender.save_pretrained`)."""
         keys = None if self.item_keys == list(range(self.model.num_items)) else self.item_keys
-        return self.model.save_pretrained(folder, keys, self.item_titles, self.recent_items, card)
+        return self.model.save_pretrained(folder, keys, self.item_titles, card, recent_items=self.recent_items)
 
     def item_id(self, key: ItemKey) -> int:
         """The item ID of a raw key or a title.

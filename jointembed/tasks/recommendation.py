@@ -278,7 +278,7 @@ class RecommendationTask(LightningModule):
                 "item keys": "raw keys of the data" if keys is not None else "item IDs",
             },
         )
-        return self.model.save_pretrained(folder, keys, titles, recent, card)
+        return self.model.save_pretrained(folder, keys, titles, card, recent_items=recent)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         tables = self.model.embedding_parameters()
