@@ -387,7 +387,7 @@ class MultimodalDataModule(LightningDataModule):
                     try:
                         values[name] = unit.parse_cell(row.cells[name], manifest.base, manifest.from_csv)
                     except (TypeError, ValueError) as err:
-                        raise DataFormatError(f"{manifest.where(row.row)}: column {name!r} {err}") from err
+                        raise DataFormatError(f"{manifest.where(row.row)}, column {name!r}: {err}") from err
             if not values:
                 dropped += 1
                 continue

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from jointembed.errors import CheckpointError, VocabularyFormatError
@@ -33,8 +34,10 @@ def parse_id_list(cell: str) -> tuple[Key, ...]:
 
 
 def _check_keys(value: Any) -> list[Key]:
-    keys = list(value) if isinstance(value, (list, tuple)) else [value]
-    for key in keys:
+    keys = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+    for i, key in enumerate(keys):
+        if isinstance(key, np.integer):  # keys taken from numpy or pandas
+            keys[i] = key = int(key)
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise TypeError(f"an ID must be an integer or a string, got {key!r} ({type(key).__name__})")
     return keys

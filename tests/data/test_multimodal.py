@@ -220,16 +220,16 @@ def test_user_named_columns_several_of_one_type(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("cell", "message"),
     [
-        ({"text": 3}, "column 'text' must be a string, got 3"),
-        ({"image": 1}, r"column 'image' must be a file path \(a string\), got 1"),
-        ({"ids": [1, True]}, "column 'ids' an ID must be an integer or a string, got True"),
-        ({"ids": 1.5}, "column 'ids' an ID must be an integer or a string, got 1.5"),
+        ({"text": 3}, "column 'text': must be a string, got 3"),
+        ({"image": 1}, r"column 'image': must be a file path \(a string\), got 1"),
+        ({"ids": [1, True]}, "column 'ids': an ID must be an integer or a string, got True"),
+        ({"ids": 1.5}, "column 'ids': an ID must be an integer or a string, got 1.5"),
     ],
 )
 def test_a_cell_the_unit_cannot_parse_names_file_line_and_column(tmp_path: Path, cell: dict, message: str) -> None:
     path = write_jsonl(tmp_path / "m.jsonl", [{"text": "ok", "ids": [1]}, {"label": 0, **cell}])
     dm = MultimodalDataModule(train=str(path))
-    with pytest.raises(DataFormatError, match=rf"m\.jsonl, line 2: {message}"):
+    with pytest.raises(DataFormatError, match=rf"m\.jsonl, line 2, {message}"):
         dm.bind({"ids": IdsModality(), "text": TextModality(), "image": ImageModality()})
 
 
