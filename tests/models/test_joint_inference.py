@@ -239,3 +239,9 @@ def test_hub_repo_id_loads_offline_from_the_cache(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.embed(text=["seven"]), model.embed(text=["seven"]))
         with pytest.raises(CheckpointError, match=r"jointembed/absent: not a local path, and the local Hugging Face"):
             JointEmbeddingModel.from_pretrained("jointembed/absent", cache_dir=tmp_path / "cache")
+
+
+def test_decoding_in_dataloader_workers_gives_the_same_vectors() -> None:
+    model = _model(10).eval()
+    files = sorted(str(p) for p in (DIGITS / "audio").glob("3_*_1*.wav"))[:6]
+    torch.testing.assert_close(model.embed(audio=files, num_workers=2, batch_size=4), model.embed(audio=files))
