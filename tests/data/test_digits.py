@@ -89,7 +89,7 @@ def _render(image: np.ndarray, scale: int = 4, dark_ink: bool = True) -> np.ndar
 
 
 def test_preprocessing_recovers_sklearn_digits_from_rendered_pictures(tmp_path):
-    pre = DigitImagePreprocessing()
+    pre = DigitImagePreprocessing(crop=False)  # with the crop, a digit may move half a cell (see below)
     images = load_digits().images[:40]
     for i, image in enumerate(images):
         dark, light = _render(image), _render(image, dark_ink=False)
@@ -105,7 +105,7 @@ def test_preprocessing_recovers_sklearn_digits_from_rendered_pictures(tmp_path):
 
 
 def test_preprocessing_conventions_transparency_grey_paper_padding_and_forced_ink():
-    pre = DigitImagePreprocessing()
+    pre = DigitImagePreprocessing(crop=False)
     image = load_digits().images[3]
     dark = _render(image)
     # dark ink on a transparent background: transparent counts as white paper
@@ -121,7 +121,31 @@ def test_preprocessing_conventions_transparency_grey_paper_padding_and_forced_in
     np.testing.assert_allclose(wide[2:6, 2:6], image.reshape(4, 2, 4, 2).mean(axis=(1, 3)), atol=0.5)
     # forcing the wrong ink colour reads the paper as the digit
     assert (DigitImagePreprocessing(ink="light").to_image(dark) > 0).sum() > (image > 0).sum()
-    np.testing.assert_array_equal(DigitImagePreprocessing(ink="dark").to_image(dark), image)
+    np.testing.assert_array_equal(DigitImagePreprocessing(ink="dark", crop=False).to_image(dark), image)
+
+
+def test_crop_reads_a_digit_anywhere_on_a_page_at_sklearns_scale():
+    crop = DigitImagePreprocessing()
+    images = load_digits().images
+    tight = _render(images[5])
+    page = np.full((120, 90), 255, dtype=np.uint8)
+    page[70:102, 10:42] = tight  # small, off-centre, on a large sheet
+    np.testing.assert_array_equal(crop.to_image(page), crop.to_image(tight))
+    assert (DigitImagePreprocessing(crop=False).to_image(page) > 0).sum() < (images[5] > 0).sum() / 2
+    # every bundled digit fills the frame's height, so the crop only recentres it sideways: the result is the
+    # drawing shifted by a few pixels (most by none, a fifth by half a cell), reduced again
+    shifts = []
+    for image in images[:100]:
+        back = crop.to_image(_render(image))
+        wide = np.pad(np.kron(image, np.ones((4, 4))), ((0, 0), (8, 8)))
+        moved = {
+            px: np.rint(np.roll(wide, px, axis=1)[:, 8:40].reshape(8, 4, 8, 4).mean(axis=(1, 3)))
+            for px in range(-8, 9, 2)
+        }
+        best = min(moved, key=lambda px: np.abs(moved[px] - back).max())
+        assert np.abs(moved[best] - back).max() <= 1  # rounding
+        shifts.append(abs(best))
+    assert np.mean(np.asarray(shifts) == 0) > 0.6 and max(shifts) <= 8
 
 
 def test_preprocessing_errors_name_the_image(tmp_path):
@@ -163,8 +187,10 @@ def test_to_batch_builds_the_training_bags():
 
 
 def test_preprocessing_config_round_trip_and_checks():
-    pre = DigitImagePreprocessing(ink="dark", paper_percentile=5.0)
+    pre = DigitImagePreprocessing(ink="dark", paper_percentile=5.0, crop=False)
     assert DigitImagePreprocessing.from_config(json.loads(json.dumps(pre.to_config()))) == pre
+    with pytest.raises(ValueError, match="field 'crop' must be true or false"):
+        DigitImagePreprocessing.from_config(pre.to_config() | {"crop": "yes"})
     with pytest.raises(ValueError, match="this jointembed reads 8x8 images on a 0-16 scale"):
         DigitImagePreprocessing.from_config(pre.to_config() | {"image_size": 28})
     with pytest.raises(ValueError, match=r"missing field\(s\) \['ink'\]"):

@@ -85,10 +85,12 @@ def test_exported_folder_classifies_raw_images_as_the_test_loop_does(tmp_path):
     pl.seed_everything(0)
     dm = DigitsDataModule(batch_size=64)
     assert isinstance(dm, DigitImageData)
-    task = ClassificationTask(EmbeddingNet(64, out_features=10, embedding_dim=8, combiner="sum"), num_classes=10)
+    net = EmbeddingNet(64, out_features=10, embedding_dim=8, combiner="sum", hidden_sizes=[32])
+    task = ClassificationTask(net, num_classes=10, lr=1e-2)
     trainer = _trainer(epochs=2)
     trainer.fit(task, datamodule=dm)
     (metrics,) = trainer.test(task, datamodule=dm, verbose=False)
+    assert metrics["test/acc"] > 0.5  # a model worth comparing answers with
     loop = torch.cat(trainer.predict(task, dataloaders=dm.test_dataloader())).numpy()
     task.export_pretrained(tmp_path / "run" / "pretrained", metrics | task.extra_test_metrics())
     copy = shutil.copytree(tmp_path / "run" / "pretrained", tmp_path / "elsewhere" / "digits")
@@ -100,9 +102,12 @@ def test_exported_folder_classifies_raw_images_as_the_test_loop_does(tmp_path):
     np.testing.assert_allclose(loaded.predict_proba(images), loop, rtol=1e-6, atol=1e-6)
     predicted = loaded.predict(images)
     assert np.mean(predicted == labels) == pytest.approx(metrics["test/acc"], abs=1e-6)
-    # the same digits as scanned pictures (dark ink on light paper) get the same answers
-    pictures = [_dark_on_light(image) for image in images[:50]]
-    assert loaded.predict(pictures).tolist() == predicted[:50].tolist()
+    # the same digits as scanned pictures (dark ink on light paper): the same answers when read in place, nearly
+    # all the same when cropped to the digit (the default: it recentres a quarter of them by half a cell or more)
+    pictures = [_dark_on_light(image) for image in images]
+    assert np.mean(loaded.predict(pictures) == predicted) > 0.8
+    loaded.preprocessing = DigitImagePreprocessing(crop=False)
+    assert loaded.predict(pictures).tolist() == predicted.tolist()
     assert loaded.predict_names(pictures[:3]) == [str(i) for i in predicted[:3]]
 
 
