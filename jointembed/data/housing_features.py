@@ -384,13 +384,16 @@ class HousingFeaturizer:
         dense = (features - self.mean) / self.std
         return np.stack(ids, axis=1), dense.astype(np.float32)
 
-    def featurize(self, rows: str | os.PathLike | Sequence[RawRow] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def featurize(
+        self, rows: str | os.PathLike | Sequence[RawRow] | np.ndarray, stacklevel: int = 2
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Raw records → model inputs: parse, impute (per :attr:`on_missing`, warning with the counts), transform.
 
         Args:
             rows: A CSV file with a header naming the feature columns (the target column may be absent), or a
                 sequence of rows as :func:`parse_rows` takes them (dicts by column name, lists in
                 :attr:`columns` order).
+            stacklevel: Passed to ``warnings.warn`` for the imputation notice (3 to point at a wrapper's caller).
 
         Returns:
             ``ids`` and ``dense`` as :meth:`transform` returns them.
@@ -407,7 +410,7 @@ class HousingFeaturizer:
         if counts:
             warnings.warn(
                 f"imputed {sum(counts.values())} missing value(s) with the training split's medians: {counts}",
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
         return self.transform(features)
 

@@ -96,7 +96,7 @@ class HousePricePredictor(nn.Module):
         """
         if isinstance(rows, Mapping):
             rows = [rows]
-        ids, dense = self.featurizer.featurize(rows)
+        ids, dense = self.featurizer.featurize(rows, stacklevel=4)  # the notice points at predict's caller
         device = self.target_mean.device
         ids_t, dense_t = torch.from_numpy(ids), torch.from_numpy(dense)
         out = [
