@@ -3,7 +3,7 @@
 ``jointembed fit --config recipes/digits.yaml`` leaves ``<log_dir>/pretrained``; load it anywhere with
 :meth:`DigitClassifier.from_pretrained` and call :meth:`~DigitClassifier.predict` on 8×8 arrays on
 scikit-learn's 0–16 scale, image files, PIL images or uint8 arrays (dark ink on light paper or the reverse: see
-:class:`~jointembed.data.digits.DigitImagePreprocessing` for the convention).
+:class:`~jointembed.data.digit_images.DigitImagePreprocessing` for the convention).
 
 The folder (see :mod:`jointembed.pretrained`):
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jointembed.data.digits import DigitImagePreprocessing
+from jointembed.data.digit_images import DigitImagePreprocessing
 from jointembed.errors import CheckpointError
 from jointembed.models.embedding_net import EmbeddingNet, load_network
 from jointembed.pretrained import CONFIG_NAME, model_card, read_config, resolve_folder, state_for_saving, write_folder
@@ -81,7 +81,7 @@ class DigitClassifier(nn.Module):
         """Class probabilities of raw images.
 
         Args:
-            images: One image or several (see :meth:`~jointembed.data.digits.DigitImagePreprocessing.split`):
+            images: One image or several (see :meth:`~jointembed.data.digit_images.DigitImagePreprocessing.split`):
                 8×8 or 64-value arrays on the 0–16 scale (a non-uint8 ``(N, 8, 8)`` array is ``N`` of them),
                 image files, PIL images, uint8 arrays.
             batch_size: Images per forward pass.

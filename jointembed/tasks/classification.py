@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from jointembed.data.digits import DigitImagePreprocessing
+from jointembed.data.digit_images import DigitImagePreprocessing
 from jointembed.models.digit_classifier import DigitClassifier
 from jointembed.models.embedding_net import EmbeddingNet
 from jointembed.sparse import SparseBatch
