@@ -67,8 +67,11 @@ class HousePricePredictor(nn.Module):
         self.network = network
         self.featurizer = featurizer
         # Not saved with the weights: config.json holds them, with the rest of the featurizer.
-        self.register_buffer("target_mean", torch.tensor(featurizer.target_mean, dtype=torch.float32), False)
-        self.register_buffer("target_std", torch.tensor(featurizer.target_std, dtype=torch.float32), False)
+        device = next(network.parameters()).device
+        for name in ("target_mean", "target_std"):
+            self.register_buffer(
+                name, torch.tensor(getattr(featurizer, name), dtype=torch.float32, device=device), False
+            )
 
     def forward(self, sparse: SparseBatch, dense: torch.Tensor) -> torch.Tensor:
         """``(B,)`` predictions in dollars from featurized inputs (``B`` bags and ``(B, 8)`` dense features)."""
@@ -97,7 +100,7 @@ class HousePricePredictor(nn.Module):
         if isinstance(rows, Mapping):
             rows = [rows]
         ids, dense = self.featurizer.featurize(rows, stacklevel=4)  # the notice points at predict's caller
-        device = self.target_mean.device
+        device = next(self.network.parameters()).device
         ids_t, dense_t = torch.from_numpy(ids), torch.from_numpy(dense)
         out = [
             self(ids_to_sparse(ids_t[i : i + batch_size]).to(device), dense_t[i : i + batch_size].to(device))
