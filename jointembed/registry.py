@@ -3,8 +3,9 @@ paths.
 
 An encoder class registers itself with ``@register_encoder("name")`` in its module; ``create_encoder(name, **kw)``
 builds one. Losses and modalities (the units that turn a data type's raw values into an encoder's batch) work
-the same way. The packages are imported lazily on the first lookup, so importing this module stays cheap and
-every built-in entry is present by the time a name is looked up.
+the same way: each kind is one :class:`Registry`, and the module-level functions are its methods. The packages
+are imported lazily on the first lookup, so importing this module stays cheap and every built-in entry is
+present by the time a name is looked up.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 __all__ = [
+    "Registry",
+    "ENCODERS",
+    "LOSSES",
+    "MODALITIES",
     "register_encoder",
     "create_encoder",
     "get_encoder_class",
@@ -30,144 +35,91 @@ __all__ = [
 
 T = TypeVar("T", bound=type)
 
-_ENCODERS: dict[str, type] = {}
-_LOSSES: dict[str, type] = {}
-_MODALITIES: dict[str, type] = {}
-# The package whose import registers the built-in entries of each registry.
-_PACKAGES = {"encoder": "jointembed.encoders", "loss": "jointembed.losses", "modality": "jointembed.modalities"}
 
-
-def _register(table: dict[str, type], kind: str, name: str) -> Callable[[T], T]:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a {kind} name must be a non-empty string, got {name!r}")
-
-    def decorator(cls: T) -> T:
-        previous = table.get(name)
-        # Re-registering the same class (a module reloaded) is harmless; two classes under one name is a bug.
-        same = previous is not None and (previous.__module__, previous.__qualname__) == (
-            cls.__module__,
-            cls.__qualname__,
-        )
-        if previous is not None and not same:
-            raise ValueError(
-                f"{kind} name {name!r} is already registered to {previous.__module__}.{previous.__qualname__}; "
-                f"cannot register {cls.__module__}.{cls.__qualname__} under the same name"
-            )
-        table[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return decorator
-
-
-def _lookup(table: dict[str, type], kind: str, name: str) -> type:
-    importlib.import_module(_PACKAGES[kind])
-    try:
-        return table[name]
-    except KeyError:
-        known = ", ".join(sorted(table)) or "none"
-        raise KeyError(f"unknown {kind} {name!r}; registered {kind}s: {known}") from None
-
-
-def register_encoder(name: str) -> Callable[[T], T]:
-    """Class decorator registering an encoder class under ``name`` (and setting its ``registry_name``).
+class Registry:
+    """Names → classes of one kind (encoders, losses, modalities).
 
     Args:
-        name: The registry key, saved in configs and checkpoints (e.g. ``"hf_text"``).
-
-    Raises:
-        ValueError: ``name`` is empty or already taken by another class.
+        kind: What the entries are, for messages (``"encoder"``).
+        package: The package whose import registers the built-in entries.
     """
-    return _register(_ENCODERS, "encoder", name)
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self.package = package
+        self.table: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Class decorator registering a class under ``name`` (and setting its ``registry_name``).
+
+        Raises:
+            ValueError: ``name`` is empty or already taken by another class.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+
+        def decorator(cls: T) -> T:
+            previous = self.table.get(name)
+            # Re-registering the same class (a module reloaded) is harmless; two classes under one name is a bug.
+            same = previous is not None and (previous.__module__, previous.__qualname__) == (
+                cls.__module__,
+                cls.__qualname__,
+            )
+            if previous is not None and not same:
+                raise ValueError(
+                    f"{self.kind} name {name!r} is already registered to {previous.__module__}."
+                    f"{previous.__qualname__}; cannot register {cls.__module__}.{cls.__qualname__} under the same name"
+                )
+            self.table[name] = cls
+            cls.registry_name = name
+            return cls
+
+        return decorator
+
+    def get(self, name: str) -> type:
+        """The class registered under ``name``.
+
+        Raises:
+            KeyError: No entry has that name; the message lists the registered names.
+        """
+        importlib.import_module(self.package)
+        try:
+            return self.table[name]
+        except KeyError:
+            known = ", ".join(sorted(self.table)) or "none"
+            raise KeyError(f"unknown {self.kind} {name!r}; registered {self.kind}s: {known}") from None
+
+    def create(self, name: str, /, **kwargs: Any) -> Any:
+        """Build the entry registered under ``name`` with constructor arguments ``kwargs``.
+
+        ``create(obj.registry_name, **obj.get_config())`` rebuilds an object of the same configuration.
+
+        Raises:
+            KeyError: No entry has that name; the message lists the registered names.
+        """
+        return self.get(name)(**kwargs)
+
+    def names(self) -> list[str]:
+        """Sorted names of all registered entries (the built-in ones are imported first)."""
+        importlib.import_module(self.package)
+        return sorted(self.table)
 
 
-def get_encoder_class(name: str) -> type:
-    """The encoder class registered under ``name``.
+ENCODERS = Registry("encoder", "jointembed.encoders")
+LOSSES = Registry("loss", "jointembed.losses")
+MODALITIES = Registry("modality", "jointembed.modalities")
 
-    Raises:
-        KeyError: No encoder has that name; the message lists the registered names.
-    """
-    return _lookup(_ENCODERS, "encoder", name)
+register_encoder = ENCODERS.register
+get_encoder_class = ENCODERS.get
+create_encoder = ENCODERS.create
+list_encoders = ENCODERS.names
 
+register_loss = LOSSES.register
+get_loss_class = LOSSES.get
+create_loss = LOSSES.create
+list_losses = LOSSES.names
 
-def create_encoder(name: str, /, **kwargs: Any) -> Any:
-    """Build the encoder registered under ``name`` with constructor arguments ``kwargs``.
-
-    ``create_encoder(enc.registry_name, **enc.get_config())`` rebuilds an encoder of the same architecture.
-
-    Raises:
-        KeyError: No encoder has that name; the message lists the registered names.
-    """
-    return get_encoder_class(name)(**kwargs)
-
-
-def list_encoders() -> list[str]:
-    """Sorted names of all registered encoders (the built-in ones are imported first)."""
-    importlib.import_module(_PACKAGES["encoder"])
-    return sorted(_ENCODERS)
-
-
-def register_loss(name: str) -> Callable[[T], T]:
-    """Class decorator registering a loss class under ``name`` (and setting its ``registry_name``).
-
-    Raises:
-        ValueError: ``name`` is empty or already taken by another class.
-    """
-    return _register(_LOSSES, "loss", name)
-
-
-def get_loss_class(name: str) -> type:
-    """The loss class registered under ``name``.
-
-    Raises:
-        KeyError: No loss has that name; the message lists the registered names.
-    """
-    return _lookup(_LOSSES, "loss", name)
-
-
-def create_loss(name: str, /, **kwargs: Any) -> Any:
-    """Build the loss registered under ``name`` with constructor arguments ``kwargs``.
-
-    Raises:
-        KeyError: No loss has that name; the message lists the registered names.
-    """
-    return get_loss_class(name)(**kwargs)
-
-
-def list_losses() -> list[str]:
-    """Sorted names of all registered losses (the built-in ones are imported first)."""
-    importlib.import_module(_PACKAGES["loss"])
-    return sorted(_LOSSES)
-
-
-def register_modality(name: str) -> Callable[[T], T]:
-    """Class decorator registering a modality (a data type's input unit) under ``name``, e.g. ``"audio"``.
-
-    Raises:
-        ValueError: ``name`` is empty or already taken by another class.
-    """
-    return _register(_MODALITIES, "modality", name)
-
-
-def get_modality_class(name: str) -> type:
-    """The modality class registered under ``name``.
-
-    Raises:
-        KeyError: No modality has that name; the message lists the registered names.
-    """
-    return _lookup(_MODALITIES, "modality", name)
-
-
-def create_modality(name: str, /, **kwargs: Any) -> Any:
-    """Build the modality registered under ``name`` with constructor arguments ``kwargs``.
-
-    Raises:
-        KeyError: No modality has that name; the message lists the registered names.
-    """
-    return get_modality_class(name)(**kwargs)
-
-
-def list_modalities() -> list[str]:
-    """Sorted names of all registered modalities (the built-in ones are imported first)."""
-    importlib.import_module(_PACKAGES["modality"])
-    return sorted(_MODALITIES)
+register_modality = MODALITIES.register
+get_modality_class = MODALITIES.get
+create_modality = MODALITIES.create
+list_modalities = MODALITIES.names

@@ -35,7 +35,7 @@ def test_create_encoder_passes_arguments_even_one_called_name():
 
 
 def test_register_loss_and_duplicates(monkeypatch):
-    monkeypatch.setattr(registry, "_LOSSES", {})
+    monkeypatch.setattr(registry.LOSSES, "table", {})
 
     @register_loss("toy")
     class Toy(nn.Module):
