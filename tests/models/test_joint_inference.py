@@ -245,3 +245,15 @@ def test_decoding_in_dataloader_workers_gives_the_same_vectors() -> None:
     model = _model(10).eval()
     files = sorted(str(p) for p in (DIGITS / "audio").glob("3_*_1*.wav"))[:6]
     torch.testing.assert_close(model.embed(audio=files, num_workers=2, batch_size=4), model.embed(audio=files))
+
+
+def test_saved_folder_has_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        _model(10).save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "m" / "model.safetensors").stat().st_mode & 0o777 == 0o644
