@@ -38,6 +38,15 @@ _EXPORTS: dict[str, str] = {
     "retrieval_metrics": "jointembed.metrics.retrieval",
     "zero_shot_accuracy": "jointembed.metrics.retrieval",
     "LazyAdam": "jointembed.optim",
+    "Modality": "jointembed.modalities.base",
+    "IdsModality": "jointembed.modalities.ids",
+    "TextModality": "jointembed.modalities.text",
+    "ImageModality": "jointembed.modalities.image",
+    "AudioModality": "jointembed.modalities.audio",
+    "create_modality": "jointembed.registry",
+    "list_modalities": "jointembed.registry",
+    "HousePricePredictor": "jointembed.models.house_price",
+    "DigitClassifier": "jointembed.models.digit_classifier",
 }
 
 __all__ = [
@@ -67,6 +76,15 @@ __all__ = [
     "retrieval_metrics",
     "zero_shot_accuracy",
     "LazyAdam",
+    "Modality",
+    "IdsModality",
+    "TextModality",
+    "ImageModality",
+    "AudioModality",
+    "create_modality",
+    "list_modalities",
+    "HousePricePredictor",
+    "DigitClassifier",
 ]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real names
@@ -77,13 +95,23 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
     from jointembed.errors import CheckpointError, DataFormatError, VocabularyFormatError
     from jointembed.metrics.ranking import evaluate_rankings
     from jointembed.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
+    from jointembed.modalities import AudioModality, IdsModality, ImageModality, Modality, TextModality
+    from jointembed.models.digit_classifier import DigitClassifier
     from jointembed.models.embedding_net import EmbeddingNet
+    from jointembed.models.house_price import HousePricePredictor
     from jointembed.models.joint import JointEmbeddingModel
     from jointembed.models.recommender import Recommender
     from jointembed.nn.mlp import MLP
     from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim
     from jointembed.optim import LazyAdam
-    from jointembed.registry import create_encoder, create_loss, list_encoders, list_losses
+    from jointembed.registry import (
+        create_encoder,
+        create_loss,
+        create_modality,
+        list_encoders,
+        list_losses,
+        list_modalities,
+    )
     from jointembed.sparse import SparseBatch, collate_sparse
     from jointembed.vocab import Vocabulary
 
