@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from jointembed.io import atomic_write_json
 from jointembed.pretrained import ExportsPretrained
+from jointembed.recipe_files import resolve_recipe
 
 __all__ = ["JointEmbedCLI", "run", "write_test_metrics"]
 
@@ -124,17 +127,46 @@ def _import_package_components() -> None:
             importlib.import_module(info.name)
 
 
+def _resolve_bases(argv: Sequence[str], folder: Path) -> list[str]:
+    """``argv`` with each ``--config`` recipe that names a ``base`` replaced by its merged form, written to
+    ``folder`` (see :mod:`jointembed.recipe_files`)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("--config", "-c") and i + 1 < len(out):
+            index, value, prefix = i + 1, out[i + 1], ""
+        elif arg.startswith("--config="):
+            index, value, prefix = i, arg.split("=", 1)[1], "--config="
+        else:
+            continue
+        if not value.endswith((".yaml", ".yml")) or not Path(value).is_file():
+            continue
+        merged = resolve_recipe(value)
+        if merged is not None:
+            target = folder / f"{i}_{Path(value).name}"
+            target.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+            out[index] = prefix + str(target)
+    return out
+
+
 def run(argv: Sequence[str]) -> int:
     """Run one training subcommand; ``argv`` starts with the subcommand (``["fit", "--config", "x.yaml"]``)."""
     _import_package_components()
-    JointEmbedCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        # From the console script argv is sys.argv[1:]: let LightningCLI read it (passing both makes it warn).
-        args=None if list(argv) == sys.argv[1:] else list(argv),
-    )
+    from_console = list(argv) == sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix="jointembed-recipe-") as folder:
+        resolved = _resolve_bases(argv, Path(folder))
+        saved_argv = sys.argv
+        if from_console:  # LightningCLI reads sys.argv itself (passing args too makes it warn)
+            sys.argv = [sys.argv[0], *resolved]
+        try:
+            JointEmbedCLI(
+                LightningModule,
+                LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                seed_everything_default=0,
+                save_config_kwargs={"overwrite": True},
+                args=None if from_console else resolved,
+            )
+        finally:
+            sys.argv = saved_argv
     return 0
