@@ -9,7 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "give_ordinary_permissions"]
+
+
+def give_ordinary_permissions(path: Path) -> None:
+    """Set the permissions a plain ``open``/``mkdir`` would give under the process umask (``mkstemp`` and
+    ``mkdtemp`` make files 0600 and folders 0700, which other users of a shared model folder cannot read);
+    a folder's contents are set too."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in (path, *path.rglob("*")) if path.is_dir() else (path,):
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -31,6 +41,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        give_ordinary_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jointembed.errors import CheckpointError
+from jointembed.io import give_ordinary_permissions
 
 __all__ = [
     "CONFIG_NAME",
@@ -112,20 +113,12 @@ def write_folder(
         if card is not None:
             (tmp / CARD_NAME).write_text(card, encoding="utf-8")
         (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")  # last: a folder with a config is complete
-        _make_shareable(tmp)
+        give_ordinary_permissions(tmp)
         _swap_into_place(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _make_shareable(root: Path) -> None:
-    """Give the folder the permissions of a normally created one (``mkdtemp`` makes it private, 0700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in (root, *root.rglob("*")):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _swap_into_place(new: Path, folder: Path) -> None:

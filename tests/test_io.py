@@ -25,3 +25,16 @@ def test_interrupted_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"version": 1}
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from jointembed.io import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
