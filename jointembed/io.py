@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "give_ordinary_permissions"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "give_ordinary_permissions",
+    "remove_leftovers",
+]
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary siblings (``.<name>.*.tmp`` / ``.old``) that a killed save of ``path`` left behind."""
+    for leftover in path.parent.glob(f".{path.name}.*"):
+        if leftover.name.endswith((".tmp", ".old")):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def give_ordinary_permissions(path: Path) -> None:
@@ -36,6 +53,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

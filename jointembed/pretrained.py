@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jointembed.errors import CheckpointError
-from jointembed.io import give_ordinary_permissions
+from jointembed.io import give_ordinary_permissions, remove_leftovers
 
 __all__ = [
     "CONFIG_NAME",
@@ -101,6 +101,7 @@ def write_folder(
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         if extra is not None:

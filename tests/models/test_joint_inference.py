@@ -257,3 +257,12 @@ def test_saved_folder_has_ordinary_permissions(tmp_path: Path) -> None:
         os.umask(umask)
     assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "m" / "model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_killed_save_leaves_nothing_behind_at_the_next_save(tmp_path: Path) -> None:
+    (tmp_path / ".m.abc123.tmp").mkdir()  # what a save killed mid-way (SIGKILL) leaves
+    (tmp_path / ".m.abc123.tmp" / "model.safetensors").write_bytes(b"half")
+    (tmp_path / ".m.def456.old").mkdir()
+    (tmp_path / ".mine.txt").write_text("not ours")
+    _model(10).save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.txt", "m"]
