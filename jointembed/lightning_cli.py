@@ -20,6 +20,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from jointembed.callbacks import DivergenceGuard
 from jointembed.io import atomic_write_json
 from jointembed.pretrained import ExportsPretrained
 from jointembed.recipe_files import resolve_recipe
@@ -36,8 +37,9 @@ class BindsData(Protocol):
 
 
 class JointEmbedCLI(LightningCLI):
-    """``LightningCLI`` that binds the data to the task before every run, tests after fitting, writes
-    ``test_metrics.json`` after every test run and the pretrained folder after fitting."""
+    """``LightningCLI`` that binds the data to the task before every run, stops a fit whose loss is not finite
+    (:class:`~jointembed.callbacks.DivergenceGuard`), tests after fitting, writes ``test_metrics.json`` after
+    every test run and the pretrained folder after fitting."""
 
     def _bind(self) -> None:
         # Before the trainer starts: callbacks such as EMAWeightAveraging copy the model in their own setup,
@@ -47,6 +49,8 @@ class JointEmbedCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._bind()
+        if not any(isinstance(c, DivergenceGuard) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(DivergenceGuard())
 
     def before_validate(self) -> None:
         self._bind()

@@ -257,8 +257,8 @@ def chunked_top_k(
     """Top-k columns of each row of a ``(num_rows, N)`` score matrix that never exists whole.
 
     The one top-k of jointembed: the recommender, the baselines and :func:`topk_from_scorer` all rank with it.
-    Blocks of ``chunk_size`` rows are scored, each row's seen items set to ``-inf`` (in place: ``scores_of``
-    must return a fresh tensor), and reduced to their top k.
+    Blocks of ``chunk_size`` rows are scored, each row's seen items and non-finite scores (a diverged model) set
+    to ``-inf``, and reduced to their top k.
 
     Args:
         scores_of: Maps a slice of query rows to their ``(len(rows), N)`` scores (any device and float dtype).
@@ -285,6 +285,8 @@ def chunked_top_k(
         if block.ndim != 2 or block.shape[0] != stop - start:
             raise ValueError(f"the scorer returned shape {tuple(block.shape)} for {stop - start} query rows")
         num_items = block.shape[1]
+        # A diverged model scores NaN/inf: such items are never recommended (torch.topk would rank NaN first).
+        block = torch.where(torch.isfinite(block), block, float("-inf"))
         if exclude is not None:
             rows, items = exclude(start, stop, block.device)
             if items.numel() and int(items.max()) >= num_items:

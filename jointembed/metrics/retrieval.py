@@ -10,6 +10,8 @@ Conventions:
   items. ``MRR``: the mean over queries of ``1 / rank`` of the best-ranked relevant item.
 - Ranks are pessimistic under ties: a relevant item is ranked below every irrelevant item with an equal score,
   so a collapsed space (all scores equal) scores low, never perfect.
+- Non-finite scores (NaN or infinite embeddings: a diverged model) count as the worst score, and a zero-shot
+  prediction from a non-finite embedding is wrong: divergence can never look like success.
 - Queries without any relevant gallery item are left out of the averages; ``num_queries`` says how many counted.
 """
 
@@ -79,6 +81,7 @@ def relevant_ranks(
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         scores = query[start:stop] @ gallery.T
+        scores = torch.where(torch.isfinite(scores), scores, float("-inf"))
         relevant = query_ids[start:stop, None].to(device) == gallery_ids[None, :].to(device)
         if query_labels is not None:
             q_lab = query_labels[start:stop, None].to(device)
@@ -159,5 +162,6 @@ def zero_shot_accuracy(embeddings: torch.Tensor, labels: torch.Tensor, prompt_em
         raise ValueError("zero-shot accuracy needs at least one labelled example (all labels are -1)")
     if int(labels.max()) >= classes.shape[0]:
         raise ValueError(f"label {int(labels.max())} has no prompt: only {classes.shape[0]} classes were given")
-    predicted = (embeddings[known] @ classes.T).argmax(dim=1)
+    scores = embeddings[known] @ classes.T
+    predicted = scores.argmax(dim=1).masked_fill(~torch.isfinite(scores).all(dim=1), -1)  # non-finite: wrong
     return float((predicted == labels[known]).double().mean())

@@ -119,3 +119,12 @@ def test_chunked_top_k_pads_and_names_errors():
         chunked_top_k(lambda r: scores.clone(), 2, 2, chunk_size=8)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         chunked_top_k(lambda r: scores[r], 1, 0, chunk_size=8)
+
+
+def test_non_finite_scores_are_never_recommended() -> None:
+    """NaN scores once fell back to a popularity-like order and a plausible HR@10."""
+    from jointembed.metrics.ranking import chunked_top_k
+
+    scores = torch.tensor([[float("nan"), 0.5, float("inf"), 0.1], [float("nan")] * 4])
+    ids, top = chunked_top_k(lambda rows: scores[rows].clone(), 2, 3, chunk_size=1)
+    assert ids.tolist() == [[1, 3, -1], [-1, -1, -1]]

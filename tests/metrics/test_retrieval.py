@@ -72,3 +72,13 @@ def test_zero_shot_errors() -> None:
         zero_shot_accuracy(QUERY, torch.full((3,), -1), GALLERY)
     with pytest.raises(ValueError, match="no prompt"):
         zero_shot_accuracy(QUERY, torch.tensor([0, 1, 5]), GALLERY)
+
+
+def test_non_finite_embeddings_score_worst_never_best() -> None:
+    """A diverged model (NaN embeddings) once scored R@1 = MRR = 1.0 and perfect zero-shot accuracy."""
+    nan = torch.full((4, 3), float("nan"))
+    metrics = retrieval_metrics(nan, nan, torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3]))
+    assert metrics["R@1"] == 0.0 and metrics["MRR"] == pytest.approx(1 / 4)
+    inf = torch.eye(4, 3) * float("inf")
+    assert retrieval_metrics(inf, inf)["R@1"] < 1.0
+    assert zero_shot_accuracy(nan, torch.tensor([0, 0, 1, 1]), torch.eye(2, 3)) == 0.0
