@@ -220,7 +220,41 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> torch.Tensor:
     return _read_audio(path, sample_rate, str(path))
 
 
+def _wav_shortfall(source: Path | io.BytesIO) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file whose ``data`` chunk declares more bytes than the file holds (a truncated file, which
+    libsndfile reads as a shorter clip without a word): ``(declared, present)`` bytes; else ``None``."""
+    handle = source.open("rb") if isinstance(source, Path) else source
+    try:
+        start = handle.tell()
+        size = handle.seek(0, io.SEEK_END) - start
+        handle.seek(start)
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return None
+        position = 12
+        while position + 8 <= size:
+            handle.seek(start + position)
+            chunk = handle.read(8)
+            declared = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"data":
+                present = size - position - 8
+                # 0 and 0xFFFFFFFF mark a stream whose length was unknown when the header was written.
+                return (declared, present) if present < declared < 0xFFFFFFFF else None
+            position += 8 + declared + (declared & 1)
+        return None
+    finally:
+        if isinstance(source, Path):
+            handle.close()
+        else:
+            handle.seek(start)
+
+
 def _read_audio(source: Path | io.BytesIO, sample_rate: int, name: str) -> torch.Tensor:
+    shortfall = _wav_shortfall(source)
+    if shortfall is not None:
+        declared, present = shortfall
+        reason = f"truncated: its header promises {declared} bytes of audio but the file holds {present}"
+        raise BadMediaError.for_file("audio", name, reason)
     try:
         data, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as err:

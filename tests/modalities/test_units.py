@@ -315,3 +315,15 @@ def test_audio_transform_crops_and_gains() -> None:
     assert unit.collate([])["waveform"].shape == (0, 0)
     with pytest.raises(ValueError, match="max_seconds must be > 0 or None"):
         AudioModality(max_seconds=0)
+
+
+def test_a_truncated_wav_is_a_bad_file_not_a_shorter_clip(tmp_path: Path) -> None:
+    """libsndfile reads a WAV cut mid-stream as a shorter clip; the header's data size gives it away."""
+    soundfile.write(tmp_path / "full.wav", np.zeros(8000, np.float32), 8000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    assert decode_audio(tmp_path / "full.wav", 8000).numel() == 8000
+    with pytest.raises(BadMediaError, match=r"cut\.wav: truncated: its header promises 16000 bytes .* holds 7978"):
+        decode_audio(tmp_path / "cut.wav", 8000)
+    with pytest.raises(BadMediaError, match="truncated"):
+        decode_audio(data[: len(data) // 2], 8000)
