@@ -7,7 +7,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-__all__ = ["DivergenceGuard", "TrainingDivergedError"]
+__all__ = ["DivergenceGuard", "RandomStateCheckpoint", "TrainingDivergedError"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -35,3 +35,36 @@ class DivergenceGuard(Callback):
                 f"{batch_idx}): the loss is {value}. Lower the learning rate (the model's lr) or check the data; "
                 "the run stops here, untested, and writes no pretrained folder"
             )
+
+
+class RandomStateCheckpoint(Callback):
+    """Keep the random number generators' states (torch, numpy, Python) in every checkpoint and restore them on
+    resume, so augmentation and dropout continue as in an uninterrupted run (Lightning saves model, optimiser and
+    loop state, not the generators)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        import random
+
+        import numpy as np
+        import torch
+
+        kind, keys, position, has_gauss, gauss = np.random.get_state()
+        version, python_state, python_gauss = random.getstate()
+        # Plain types and tensors only: checkpoints are read back with weights_only=True.
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [str(kind), keys.tolist(), int(position), int(has_gauss), float(gauss)],
+            "python": [version, list(python_state), python_gauss],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        torch.set_rng_state(state_dict["torch"])
+        numpy_state = state_dict["numpy"]
+        np.random.set_state((numpy_state[0], np.asarray(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
+        python_state = state_dict["python"]
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))

@@ -18,14 +18,15 @@ from typing import Any, Protocol, runtime_checkable
 import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from jointembed.callbacks import DivergenceGuard
+from jointembed.callbacks import DivergenceGuard, RandomStateCheckpoint
 from jointembed.io import atomic_write_json
 from jointembed.pretrained import ExportsPretrained
 from jointembed.recipe_files import resolve_recipe
 
-__all__ = ["JointEmbedCLI", "run", "write_test_metrics"]
+__all__ = ["JointEmbedCLI", "run", "write_test_metrics", "resume_in_last_run"]
 
 
 @runtime_checkable
@@ -49,8 +50,11 @@ class JointEmbedCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._bind()
-        if not any(isinstance(c, DivergenceGuard) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(DivergenceGuard())
+        for guard in (DivergenceGuard, RandomStateCheckpoint):
+            if not any(isinstance(c, guard) for c in self.trainer.callbacks):
+                self.trainer.callbacks.append(guard())
+        if self.config_init[self.subcommand].get("ckpt_path") == "last":
+            self.config_init[self.subcommand]["ckpt_path"] = str(resume_in_last_run(self.trainer))
 
     def before_validate(self) -> None:
         self._bind()
@@ -62,14 +66,18 @@ class JointEmbedCLI(LightningCLI):
         self._bind()
 
     def after_fit(self) -> None:
-        """Test the trained model (best checkpoint when one was kept) if the data has a test split, then write
-        the tested weights as a pretrained folder (``<log_dir>/pretrained``) when the task can export one."""
+        """Test the trained model (the best checkpoint by the monitored metric, else the final weights) if the
+        data has a test split, then write the tested weights as a pretrained folder (``<log_dir>/pretrained``)
+        when the task can export one."""
         if self.trainer.interrupted:
             return
         metrics = None
         if _has_test_split(self.model, self.datamodule):
+            # "best" only means something when the checkpoints are ranked by a monitored metric; otherwise the
+            # final in-memory weights are the trained model (with weight averaging, the averaged ones).
             callback = self.trainer.checkpoint_callback
-            ckpt = "best" if callback is not None and getattr(callback, "best_model_path", "") else None
+            ranked = callback is not None and getattr(callback, "monitor", None) is not None
+            ckpt = "best" if ranked and getattr(callback, "best_model_path", "") else None
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
             metrics = self._write_metrics()
         if isinstance(self.model, ExportsPretrained) and self.trainer.is_global_zero:
@@ -86,6 +94,39 @@ class JointEmbedCLI(LightningCLI):
         if self.trainer.is_global_zero:
             print(f"test metrics written to {path}")
         return metrics
+
+
+def resume_in_last_run(trainer: Any) -> Path:
+    """For ``--ckpt_path last``: the newest ``last.ckpt`` among the runs of this recipe's logger folder, with
+    the logger pointed at that run's version folder so the resumed run logs and checkpoints there.
+
+    Lightning's own ``"last"`` looks only in the new run's folder, which a CSV logger has already numbered anew,
+    so it finds nothing and trains from scratch; its CSV writer also deletes an existing ``metrics.csv``, which
+    is kept here.
+
+    Raises:
+        FileNotFoundError: No run of this recipe has a ``checkpoints/last.ckpt`` (the message names the folder).
+    """
+    logger = trainer.logger
+    if not isinstance(logger, CSVLogger):
+        raise ValueError("--ckpt_path last needs the recipe's CSVLogger to find the last run; pass a .ckpt path")
+    root = Path(logger.root_dir)
+    runs = [p for p in root.glob("version_*/checkpoints/last.ckpt") if p.parents[1].name[8:].isdigit()]
+    if not runs:
+        raise FileNotFoundError(
+            f"--ckpt_path last: no run under {root} has checkpoints/last.ckpt; nothing to resume (leave out "
+            "--ckpt_path to start a new run)"
+        )
+    checkpoint = max(runs, key=lambda p: int(p.parents[1].name[8:]))
+    run = checkpoint.parents[1]
+    metrics = run / "metrics.csv"
+    kept = metrics.read_text(encoding="utf-8") if metrics.is_file() else None
+    logger._version = int(run.name[8:])
+    writer = logger.experiment  # creating the writer deletes metrics.csv: put it back and append to it
+    if kept:
+        metrics.write_text(kept, encoding="utf-8")
+        writer.metrics_keys = kept.splitlines()[0].split(",")
+    return checkpoint
 
 
 def write_test_metrics(trainer: Any, model: LightningModule) -> tuple[Path, dict[str, Any]]:

@@ -8,8 +8,13 @@ this file holds the ones that cross modules.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +51,55 @@ def test_a_training_manifest_without_the_models_fields_stops_at_setup(workdir: P
     with pytest.raises(ValueError, match=r"other\.jsonl: no training row has any of the model's fields .*caption"):
         main(["fit", "--config", recipe, *args, *SHORT])
     assert not list(workdir.glob("runs/**/test_metrics.json"))
+
+
+def _fit(folder: Path, *extra: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    recipe = str(REPO / "recipes" / "digits_multimodal.yaml")
+    args = [sys.executable, "-m", "jointembed", "fit", "--config", recipe, "--trainer.max_epochs", "4",
+            "--trainer.limit_train_batches", "8", "--trainer.limit_val_batches", "2",
+            "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if wait:
+        return subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, check=False)
+    return subprocess.Popen(args, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    """A metrics.csv's rows without their empty cells (the resumed run's new columns widen the header)."""
+    with path.open(newline="") as f:
+        return [{k: v for k, v in row.items() if v} for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_a_killed_fit_resumes_in_its_run_and_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    for name in ("whole", "killed"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "datasets").symlink_to(REPO / "datasets")
+    whole = _fit(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    run = tmp_path / "killed" / "runs" / "digits_multimodal" / "version_0"
+    process = _fit(tmp_path / "killed", wait=False)
+    while not (run / "checkpoints" / "last.ckpt").is_file() and process.poll() is None:
+        time.sleep(0.01)  # polling for a file, not timing anything
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "test_metrics.json").exists(), "the run ended before it could be killed"
+    logged = _rows(run / "metrics.csv")
+    resumed = _fit(tmp_path / "killed", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "pretrained model written to runs/digits_multimodal/version_0/pretrained" in resumed.stdout
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]  # the same run folder, no new one
+    assert logged and _rows(run / "metrics.csv")[: len(logged)] == logged  # the earlier logs are kept
+    expected = json.loads(
+        (tmp_path / "whole" / "runs" / "digits_multimodal" / "version_0" / "test_metrics.json").read_text()
+    )
+    got = json.loads((run / "test_metrics.json").read_text())
+    for key, value in expected.items():
+        if isinstance(value, float):
+            assert got[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_resuming_without_any_run_says_there_is_nothing_to_resume(workdir: Path) -> None:
+    recipe = str(REPO / "recipes" / "digits_multimodal.yaml")
+    with pytest.raises(FileNotFoundError, match=r"no run under runs/digits_multimodal has checkpoints/last\.ckpt"):
+        main(["fit", "--config", recipe, "--ckpt_path", "last", *SHORT])

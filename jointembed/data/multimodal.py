@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from jointembed.data.manifest import DEFAULT_FIELDS, ClassIndex, Manifest, ManifestRow, read_manifest, split_rows
 from jointembed.data.media import BadMediaError
+from jointembed.data.sampling import EpochShuffler
 from jointembed.errors import DataFormatError
 from jointembed.modalities.base import Modality, one_thread
 from jointembed.registry import create_modality
@@ -410,16 +411,19 @@ class MultimodalDataModule(LightningDataModule):
         return MultimodalLoader(
             dataset,
             batch_size=hp.batch_size,
-            shuffle=train,
+            sampler=EpochShuffler(len(dataset), hp.seed) if train else None,
             drop_last=train and len(dataset) > hp.batch_size,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
             collate_fn=functools.partial(collate_multimodal, fields=self.fields),
-            generator=torch.Generator().manual_seed(hp.seed) if train else None,
+            # Its own generator: otherwise each new iterator draws its worker seed from the global RNG, and a
+            # resumed run (which makes a different number of iterators) would augment with other random numbers.
+            generator=torch.Generator().manual_seed(hp.seed),
         )
 
     def train_dataloader(self) -> MultimodalLoader | list:
-        """Shuffled (seeded) training batches; the last incomplete batch is dropped."""
+        """Shuffled training batches, the order a function of the seed and the epoch (so a resumed run sees
+        the batches an uninterrupted one would); the last incomplete batch is dropped."""
         return self._loader("train")
 
     def val_dataloader(self) -> MultimodalLoader | list:
