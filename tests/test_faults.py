@@ -103,3 +103,22 @@ def test_resuming_without_any_run_says_there_is_nothing_to_resume(workdir: Path)
     recipe = str(REPO / "recipes" / "digits_multimodal.yaml")
     with pytest.raises(FileNotFoundError, match=r"no run under runs/digits_multimodal has checkpoints/last\.ckpt"):
         main(["fit", "--config", recipe, "--ckpt_path", "last", *SHORT])
+
+
+def test_an_id_beyond_the_models_table_is_named_at_setup_with_its_file_and_line(tmp_path: Path) -> None:
+    """It once failed at some batch mid-epoch with a 107-line traceback naming a position in the batch."""
+    from jointembed.data.multimodal import MultimodalDataModule
+    from jointembed.errors import DataFormatError
+    from jointembed.models.joint import JointEmbeddingModel
+    from jointembed.registry import create_encoder
+    from jointembed.tasks.contrastive import ContrastiveTask
+
+    rows = [{"ids": [i % 10], "text": f"digit {i % 10}", "label": i % 10} for i in range(30)]
+    rows[17]["ids"] = [12]
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    ids = create_encoder("ids", num_embeddings=10, embedding_dim=4, hidden_sizes=[], output_dim=8)
+    text = create_encoder("scratch_text", num_buckets=64, embedding_dim=8, output_dim=8)
+    task = ContrastiveTask(JointEmbeddingModel({"ids": ids, "text": text}))
+    with pytest.raises(DataFormatError, match=r"train\.jsonl, line 18, column 'ids': ID 12 is outside the model's"):
+        task.bind_data(MultimodalDataModule(train=str(manifest)))

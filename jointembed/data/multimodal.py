@@ -356,6 +356,7 @@ class MultimodalDataModule(LightningDataModule):
             if not unit.fitted:
                 values = [ex.values[field_name] for ex in parsed.get("train", every) if field_name in ex.values]
                 unit.fit(values, [ex.values[field_name] for ex in every if field_name in ex.values])
+        self._check(manifests, parsed, fields)
         self.fields = fields
         self.datasets = {
             name: MultimodalDataset(
@@ -369,6 +370,22 @@ class MultimodalDataModule(LightningDataModule):
             for name, part in parsed.items()
             if part
         }
+
+    @staticmethod
+    def _check(
+        manifests: Mapping[str, tuple[Manifest, Any]],
+        parsed: Mapping[str, list[Example]],
+        fields: Mapping[str, Modality],
+    ) -> None:
+        """Every parsed value against its fitted unit, so a value the model cannot take fails now, by row."""
+        for split, examples in parsed.items():
+            manifest = manifests[split][0]
+            for example in examples:
+                for name, value in example.values.items():
+                    try:
+                        fields[name].check(value)
+                    except ValueError as err:
+                        raise DataFormatError(f"{manifest.where(example.row)}, column {name!r}: {err}") from err
 
     def _parse(
         self, manifest: Manifest, rows: Sequence[ManifestRow], fields: Mapping[str, Modality], split: str

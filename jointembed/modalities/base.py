@@ -119,6 +119,14 @@ class Modality(abc.ABC):
             ValueError: The two disagree (e.g. sample rates); the message names the field and both values.
         """
 
+    def check(self, value: Any) -> None:  # noqa: B027 (optional hook)
+        """Refuse a parsed value that the fitted, bound unit could not load (the data module checks every row
+        at setup, so the file and row are named before training); default: nothing.
+
+        Raises:
+            ValueError: The value cannot be loaded; the message says why.
+        """
+
     def save_to(self, folder: Path) -> dict[str, Any]:
         """Write what does not belong in JSON (a large vocabulary) as files in ``folder`` (created by the caller),
         and return the config to save, which names those files relative to ``folder``. Default: no files."""

@@ -77,6 +77,7 @@ class IdsModality(Modality):
         if mode not in (None, "integer", "vocabulary"):
             raise ValueError(f"mode must be 'integer' or 'vocabulary', got {mode!r}")
         self.unknown = unknown
+        self.table_size: int | None = None  # rows of the bound IdEncoder's table, when it was given a size
         self.mode = mode
         self.vocab: Vocabulary | None = None
         self.num_ids = num_ids
@@ -147,8 +148,24 @@ class IdsModality(Modality):
         """Size an ``IdEncoder`` built with ``num_embeddings: null`` from ``num_ids``, or check it is big enough."""
         from jointembed.encoders.ids import IdEncoder
 
-        if isinstance(encoder, IdEncoder) and self.num_ids is not None:
+        if not isinstance(encoder, IdEncoder):
+            return
+        if encoder.sized:
+            self.table_size = encoder.embedding.num_embeddings
+        if self.num_ids is not None:
             encoder.ensure_num_embeddings(self.num_ids, field)
+
+    def check(self, value: Any) -> None:
+        """Refuse integer IDs beyond the bound encoder's table (so the data's first offending row is named at
+        setup, not mid-epoch).
+
+        Raises:
+            ValueError: An integer ID ``>=`` the table size.
+        """
+        if self.mode == "integer" and self.table_size is not None:
+            for key in value:
+                if isinstance(key, int) and key >= self.table_size:
+                    raise ValueError(f"ID {key} is outside the model's ID table of {self.table_size} rows")
 
     def save_to(self, folder: Path) -> dict[str, Any]:
         config = self.get_config()
