@@ -122,3 +122,25 @@ def test_an_id_beyond_the_models_table_is_named_at_setup_with_its_file_and_line(
     task = ContrastiveTask(JointEmbeddingModel({"ids": ids, "text": text}))
     with pytest.raises(DataFormatError, match=r"train\.jsonl, line 18, column 'ids': ID 12 is outside the model's"):
         task.bind_data(MultimodalDataModule(train=str(manifest)))
+
+
+def test_a_tampered_model_config_is_a_checkpoint_error_naming_the_file_and_field(tmp_path: Path) -> None:
+    """num_embeddings -5 or mismatched output_dims once surfaced as raw RuntimeError/ValueError."""
+    from jointembed.errors import CheckpointError
+    from jointembed.models.joint import JointEmbeddingModel
+    from jointembed.registry import create_encoder
+
+    ids = create_encoder("ids", num_embeddings=10, embedding_dim=4, hidden_sizes=[], output_dim=8)
+    text = create_encoder("scratch_text", num_buckets=64, embedding_dim=8, output_dim=8)
+    JointEmbeddingModel({"ids": ids, "text": text}).save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    for field, key, value, message in (
+        ("ids", "num_embeddings", -5, r"config\.json: cannot build field 'ids'"),
+        ("text", "output_dim", 16, r"config\.json: all encoders must share output_dim, got ids=8, text=16"),
+    ):
+        broken = json.loads(json.dumps(config))
+        broken["fields"][field]["encoder"]["config"][key] = value
+        path.write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError, match=message):
+            JointEmbeddingModel.from_pretrained(tmp_path / "m")

@@ -53,6 +53,8 @@ class IdEncoder(Encoder):
     ) -> None:
         super().__init__()
         self._set_config(locals())
+        if num_embeddings is not None and num_embeddings < 1:
+            raise ValueError(f"num_embeddings must be >= 1 (or null to size it from the data), got {num_embeddings}")
         if num_embeddings is None and embedding_dim is None:
             raise ValueError("give num_embeddings or embedding_dim: the rule of thumb needs the table size")
         self._table_args = {"combiner": combiner, "padding_idx": padding_idx, "sparse": sparse}

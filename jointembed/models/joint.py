@@ -444,7 +444,7 @@ class JointEmbeddingModel(nn.Module):
                     inputs[name] = _part(get_modality_class, spec["input"], where, "input")
             except CheckpointError:
                 raise
-            except (KeyError, TypeError, ValueError, OSError) as error:
+            except (KeyError, TypeError, ValueError, OSError, RuntimeError) as error:
                 raise CheckpointError(f"{source}: cannot build field {name!r}: {error}") from error
         try:
             model = cls(encoders, inputs, share)
