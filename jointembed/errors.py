@@ -6,7 +6,7 @@ against plain Python keeps working, while code that wants to tell jointembed's f
 
 from __future__ import annotations
 
-__all__ = ["DataFormatError", "VocabularyFormatError", "CheckpointError"]
+__all__ = ["DataFormatError", "VocabularyFormatError", "CheckpointError", "UnknownItemError"]
 
 
 class DataFormatError(ValueError):
@@ -19,3 +19,11 @@ class VocabularyFormatError(ValueError):
 
 class CheckpointError(ValueError):
     """A saved model folder is missing files, has the wrong format, or does not match the model's parameters."""
+
+
+class UnknownItemError(KeyError):
+    """A raw item key or title that is not in a recommender's catalogue (or names several items); the message
+    names it. A ``KeyError``, as a failed lookup is."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""

@@ -6,52 +6,39 @@ tower maps the result to a user vector ``u``, and item ``j`` scores ``u · W[j] 
 item table. ``W[j]`` is item ``j``'s point in space, used for "similar items" by cosine similarity.
 
 A trained recommender leaves its run as a pretrained folder (:meth:`Recommender.save_pretrained`): its
-configuration, weights, the raw key of every item (e.g. MovieLens movie IDs), their titles, and how many latest
-watches feed the user-feature bag. :class:`PretrainedRecommender` loads one and answers in raw keys and titles.
+configuration (at its final sizes), weights, the raw key of every item (e.g. MovieLens movie IDs), their titles,
+and how many latest watches feed the user-feature bag.
+:class:`~jointembed.models.pretrained_recommender.PretrainedRecommender` loads one and answers in raw keys and
+titles.
 """
 
 from __future__ import annotations
 
-import operator
+import importlib
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointembed.errors import CheckpointError
 from jointembed.metrics.ranking import budget_rows, chunked_top_k
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import Combiner, SparseEmbedding, suggest_embedding_dim
-from jointembed.pretrained import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    load_weights,
-    read_config,
-    resolve_folder,
-    state_for_saving,
-    write_folder,
-)
 from jointembed.sparse import SparseBatch
 
-__all__ = [
-    "Recommender",
-    "Recommendations",
-    "PretrainedRecommender",
-    "ItemScore",
-    "UnknownItemError",
-    "recent_watches",
-    "FORMAT",
-    "VERSION",
-]
+__all__ = ["Recommender", "Recommendations", "recent_watches"]
 
-FORMAT = "jointembed.recommender"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+# Names that moved out of this module, still importable from it (model cards of earlier runs use this path).
+_MOVED = {
+    "PretrainedRecommender": "jointembed.models.pretrained_recommender",
+    "ItemScore": "jointembed.models.pretrained_recommender",
+    "FORMAT": "jointembed.models.pretrained_recommender",
+    "VERSION": "jointembed.models.pretrained_recommender",
+    "UnknownItemError": "jointembed.errors",
+}
 
 ItemKey = int | str
 
@@ -60,7 +47,8 @@ def recent_watches(history: SparseBatch, recent_items: int) -> SparseBatch:
     """The user-feature bag of the ``recent_items`` latest watches of each time-ordered history bag.
 
     The one definition of that bag: the data modules add it to every batch (``recent_items``) and
-    :class:`PretrainedRecommender` builds it at inference, so training and serving cannot drift apart.
+    :class:`~jointembed.models.pretrained_recommender.PretrainedRecommender` builds it at inference, so
+    training and serving cannot drift apart.
 
     Args:
         history: ``B`` bags of item IDs, oldest first.
@@ -92,46 +80,50 @@ class Recommendations(NamedTuple):
 class Recommender(nn.Module):
     """History bag (+ optional user features) → MLP tower → user vector → a logit for every item.
 
+    The two sizes that belong to the data may be left to it: with ``num_items=None`` (``null`` in a recipe) or
+    ``num_user_features=None`` the model has no tables yet, and
+    :meth:`RecommendationTask.bind_data <jointembed.tasks.recommendation.RecommendationTask.bind_data>` creates
+    them at the data module's sizes before the run (or call :meth:`set_sizes`). A size given here is checked
+    against the data instead. Either way the saved configuration holds the final sizes.
+
     Args:
-        num_items: Catalogue size N; item IDs are ``0..N-1``.
+        num_items: Catalogue size N (item IDs are ``0..N-1``), or ``None`` for the data's.
         embedding_dim: Width d of the item tables and of the user vector; ``None`` uses
-            :func:`~jointembed.nn.sparse_embedding.suggest_embedding_dim` (32 for a million items).
+            :func:`~jointembed.nn.sparse_embedding.suggest_embedding_dim` of the final N (32 for a million items).
         hidden_sizes: Hidden layer widths of the tower; a final linear layer projects to d.
         combiner: How a history bag's embeddings are pooled: ``sum``, ``mean`` or ``sqrtn``.
         dropout: Dropout after each hidden layer.
         sparse: Give the item tables sparse gradients (only the rows a batch touches), for sparse optimisers.
         num_user_features: Size of an extra table of categorical user features (a bag per user, e.g. country
-            and age bucket IDs), or 0 for none.
+            and age bucket IDs), 0 for none, or ``None`` for the data's (for an
+            :class:`~jointembed.data.recommendation.InteractionsDataModule`: the catalogue size when it adds the
+            recent-watches bag, ``recent_items > 0``, else 0).
         num_dense_features: Number of dense user features, or 0 for none.
         tie_output_embeddings: Score items with the input (history) table instead of a separate output table.
     """
 
     def __init__(
         self,
-        num_items: int,
+        num_items: int | None = None,
         embedding_dim: int | None = None,
         hidden_sizes: Sequence[int] = (64,),
         combiner: Combiner = "sqrtn",
         dropout: float = 0.0,
         sparse: bool = True,
-        num_user_features: int = 0,
+        num_user_features: int | None = 0,
         num_dense_features: int = 0,
         tie_output_embeddings: bool = False,
     ) -> None:
         super().__init__()
-        if num_items < 1:
-            raise ValueError(f"num_items must be >= 1, got {num_items}")
-        if num_user_features < 0 or num_dense_features < 0:
-            raise ValueError(
-                f"feature counts must be >= 0, got num_user_features={num_user_features}, "
-                f"num_dense_features={num_dense_features}"
-            )
-        dim = suggest_embedding_dim(num_items) if embedding_dim is None else embedding_dim
-        if dim < 1:
-            raise ValueError(f"embedding_dim must be >= 1, got {dim}")
+        _check_sizes(num_items, num_user_features)
+        if num_dense_features < 0:
+            raise ValueError(f"num_dense_features must be >= 0, got {num_dense_features}")
+        if embedding_dim is not None and embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
+        # None entries are filled by set_sizes: the config (and so a saved folder) ends up with the final sizes.
         self.config: dict[str, Any] = {
             "num_items": num_items,
-            "embedding_dim": dim,
+            "embedding_dim": embedding_dim,
             "hidden_sizes": list(hidden_sizes),
             "combiner": combiner,
             "dropout": dropout,
@@ -140,39 +132,89 @@ class Recommender(nn.Module):
             "num_dense_features": num_dense_features,
             "tie_output_embeddings": tie_output_embeddings,
         }
-        self.num_items = num_items
-        self.embedding_dim = dim
+        self.num_items: int | None = None  # set with the tables
+        self.embedding_dim: int | None = None
         self.sparse = sparse
         self.num_dense_features = num_dense_features
+        if num_items is not None and num_user_features is not None:
+            self._build(num_items, num_user_features)
+
+    @property
+    def sized(self) -> bool:
+        """Whether the tables exist (sizes given to the constructor, or by :meth:`set_sizes`)."""
+        return self.num_items is not None
+
+    def set_sizes(self, num_items: int, num_user_features: int) -> None:
+        """Create the tables at the data's sizes, filling the sizes the constructor left to the data (``None``).
+
+        Idempotent: on a sized model it only checks the sizes. Parameters are drawn in the same order as when
+        the sizes are given to the constructor, so a seeded run starts from the same weights either way.
+
+        Args:
+            num_items: The data's catalogue size.
+            num_user_features: The size of the data's categorical user-feature table (0 for none).
+
+        Raises:
+            ValueError: A size that disagrees with the one the model was built with (both named), or out of range.
+        """
+        for name, value in (("num_items", num_items), ("num_user_features", num_user_features)):
+            built = self.config[name]
+            if built is not None and built != value:
+                raise ValueError(f"the model was built with {name}={built} but the data has {name}={value}")
+        if not self.sized:
+            self._build(num_items, num_user_features)
+
+    def _build(self, num_items: int, num_user_features: int) -> None:
+        _check_sizes(num_items, num_user_features)
+        config = self.config
+        dim = suggest_embedding_dim(num_items) if config["embedding_dim"] is None else config["embedding_dim"]
+        combiner, sparse = config["combiner"], config["sparse"]
         self.history_embedding = SparseEmbedding(num_items, dim, combiner=combiner, sparse=sparse)
         self.user_feature_embedding = (
             SparseEmbedding(num_user_features, combiner=combiner, sparse=sparse) if num_user_features else None
         )
-        width = dim + num_dense_features
+        width = dim + self.num_dense_features
         width += 0 if self.user_feature_embedding is None else self.user_feature_embedding.embedding_dim
-        self.tower = MLP(width, hidden_sizes, out_features=dim, dropout=dropout)
-        self.output_weight = None if tie_output_embeddings else nn.Parameter(torch.randn(num_items, dim) * dim**-0.5)
+        self.tower = MLP(width, config["hidden_sizes"], out_features=dim, dropout=config["dropout"])
+        tied = config["tie_output_embeddings"]
+        self.output_weight = None if tied else nn.Parameter(torch.randn(num_items, dim) * dim**-0.5)
         # (N, 1) rather than (N,): a sparse gradient cannot flow back through the reshape to 1-D.
         self.output_bias = nn.Parameter(torch.zeros(num_items, 1))
+        config.update(num_items=num_items, embedding_dim=dim, num_user_features=num_user_features)
+        self.num_items, self.embedding_dim = num_items, dim
+
+    def require_sizes(self) -> None:
+        """Raise a ``RuntimeError`` saying what to do if the sizes are still left to the data (no tables yet)."""
+        if not self.sized:
+            raise RuntimeError(
+                f"the recommender's sizes are left to the data (num_items={self.config['num_items']}, "
+                f"num_user_features={self.config['num_user_features']}) and no tables exist yet: train it with "
+                "RecommendationTask, which sizes it from the data module before the run, or call "
+                "set_sizes(num_items, num_user_features)"
+            )
 
     @property
     def item_table(self) -> torch.Tensor:
         """``(N, d)`` output item table (the parameter itself; the input table when tied)."""
+        self.require_sizes()
         return self.history_embedding.weight if self.output_weight is None else self.output_weight
 
     @property
     def item_bias(self) -> torch.Tensor:
         """``(N, 1)`` per-item bias (the parameter itself)."""
+        self.require_sizes()
         return self.output_bias
 
     @property
     def input_embeddings(self) -> torch.Tensor:
         """``(N, d)`` input table that embeds the history bag (the parameter itself)."""
+        self.require_sizes()
         return self.history_embedding.weight
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         """The lookup tables (history, user features, output items, item bias), each once: the parameters whose
         gradients are sparse when ``sparse`` is set (the output table's only under a sampled or in-batch loss)."""
+        self.require_sizes()
         tables = [self.history_embedding.weight, self.output_bias]
         if self.user_feature_embedding is not None:
             tables.append(self.user_feature_embedding.weight)
@@ -194,6 +236,7 @@ class Recommender(nn.Module):
             user_features: ``B`` bags of categorical user-feature IDs; required iff ``num_user_features > 0``.
             dense: ``(B, num_dense_features)`` dense user features; required iff ``num_dense_features > 0``.
         """
+        self.require_sizes()
         size = len(history)
         parts = [self.history_embedding(history)]
         if (user_features is None) != (self.user_feature_embedding is None):
@@ -246,6 +289,7 @@ class Recommender(nn.Module):
             ``ids (B, k)`` int64 and ``scores (B, k)``, best first; ids ``-1`` / scores ``-inf`` pad a row with
             fewer than ``k`` eligible items.
         """
+        self.require_sizes()
         _check_k(k, self.num_items)
         scores_of = lambda rows: self.logits(user_vectors[rows])  # noqa: E731
         return chunked_top_k(scores_of, len(user_vectors), k, exclude, chunk_size=budget_rows(self.num_items))
@@ -278,6 +322,7 @@ class Recommender(nn.Module):
             ValueError: An empty history ("user at position i has no history"), ``k`` out of ``[1, N]``, or
                 titles of the wrong length.
         """
+        self.require_sizes()
         if item_titles is not None and len(item_titles) != self.num_items:
             raise ValueError(f"item_titles has {len(item_titles)} entries but the model has {self.num_items} items")
         empty = (histories.lengths() == 0).nonzero()
@@ -310,6 +355,7 @@ class Recommender(nn.Module):
         Returns:
             :class:`Recommendations` with ``(M, k)`` ids and cosine similarities.
         """
+        self.require_sizes()
         _check_k(k, self.num_items)
         queries = torch.as_tensor(item_ids, dtype=torch.long, device=self.item_table.device).flatten()
         if queries.numel() and (int(queries.min()) < 0 or int(queries.max()) >= self.num_items):
@@ -333,7 +379,8 @@ class Recommender(nn.Module):
         """Write a pretrained folder (atomically; see :func:`jointembed.pretrained.write_folder`).
 
         ``config.json`` holds ``{"format": "jointembed.recommender", "version": 1, "model": <constructor
-        arguments>, "recent_items", "item_keys", "item_titles"}``; ``model.safetensors`` the weights.
+        arguments, with the final sizes>, "recent_items", "item_keys", "item_titles"}``; ``model.safetensors`` the
+        weights. Loading it needs no data.
 
         Args:
             folder: Destination; an existing folder is replaced only once the new one is complete.
@@ -350,17 +397,12 @@ class Recommender(nn.Module):
         Raises:
             ValueError: Keys or titles of the wrong length or type, repeated keys, or ``recent_items > 0`` on a
                 model whose ``num_user_features`` is not the catalogue size.
+            RuntimeError: The model's sizes were left to the data and never given (see :meth:`set_sizes`).
         """
-        config = {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": self.config,
-            "recent_items": recent_items,
-            "item_keys": None if item_keys is None else [_plain_key(key) for key in item_keys],
-            "item_titles": None if item_titles is None else [str(title) for title in item_titles],
-        }
-        _check_catalogue(config)
-        return write_folder(folder, config, state_for_saving(self), card=card)
+        from jointembed.models.pretrained_recommender import write_pretrained  # it imports this module
+
+        self.require_sizes()
+        return write_pretrained(self, folder, item_keys, item_titles, card, recent_items)
 
     @classmethod
     def from_pretrained(
@@ -368,7 +410,8 @@ class Recommender(nn.Module):
     ) -> Recommender:
         """Load a folder written by :meth:`save_pretrained` (a local path or a Hugging Face hub id), in eval mode.
 
-        Use :class:`PretrainedRecommender` to also get the item keys and titles.
+        Use :class:`~jointembed.models.pretrained_recommender.PretrainedRecommender` to also get the item keys and
+        titles.
 
         Args:
             path: The folder, or ``"owner/name"`` on the hub.
@@ -379,13 +422,22 @@ class Recommender(nn.Module):
             CheckpointError: A missing or unreadable file, another format or version, a config field that does
                 not fit (named), or weights that do not match the model.
         """
-        return _load_pretrained(path, strict, map_location)[0]
+        from jointembed.models.pretrained_recommender import read_pretrained  # it imports this module
+
+        return read_pretrained(path, strict, map_location)[0]
 
 
 def _mismatch(argument: str, setting: str, given: bool) -> str:
     if given:
         return f"{argument} was given but the model was built with {setting}=0"
     return f"the model was built with {setting} > 0: pass {argument}"
+
+
+def _check_sizes(num_items: int | None, num_user_features: int | None) -> None:
+    if num_items is not None and (isinstance(num_items, bool) or num_items < 1):
+        raise ValueError(f"num_items must be >= 1 (or None for the data's), got {num_items}")
+    if num_user_features is not None and num_user_features < 0:
+        raise ValueError(f"num_user_features must be >= 0 (or None for the data's), got {num_user_features}")
 
 
 def _check_k(k: int, num_items: int) -> None:
@@ -399,250 +451,8 @@ def _titles(ids: torch.Tensor, item_titles: Sequence[str] | None) -> list[list[s
     return [[item_titles[j] for j in row if j >= 0] for row in ids.tolist()]
 
 
-class ItemScore(NamedTuple):
-    """One recommended item.
-
-    Attributes:
-        key: The item's raw key (e.g. a MovieLens movie ID), or its ID when the model has no keys.
-        title: Its title, ``""`` when unknown.
-        score: Its logit (recommendations) or cosine similarity (similar items).
-    """
-
-    key: ItemKey
-    title: str
-    score: float
-
-
-class UnknownItemError(KeyError):
-    """A raw item key or title that is not in the model's catalogue; the message names it."""
-
-    def __str__(self) -> str:  # KeyError would show the message in quotes
-        return str(self.args[0]) if self.args else ""
-
-
-class PretrainedRecommender:
-    """A trained :class:`Recommender` with its catalogue, answering in raw item keys (e.g. MovieLens movie IDs)
-    and titles: ``PretrainedRecommender.from_pretrained(folder).recommend([50, 181, 1], k=10)``.
-
-    A history is a list of raw keys (or titles) in watch order, oldest first: with ``recent_items > 0`` its last
-    ``recent_items`` watches also form the user-feature bag, exactly as the data module built it in training
-    (:func:`recent_watches`). A key is looked up as given, then as the other of ``int``/``str`` (``"50"`` finds
-    movie 50), then as a title; a title shared by several items is refused.
-
-    Args:
-        model: The trained recommender (put in eval mode).
-        item_keys: ``N`` distinct raw keys in ID order, or ``None`` to key items by their IDs.
-        item_titles: ``N`` titles in ID order, or ``None``.
-        recent_items: Latest watches in the user-feature bag (0: the model takes no user features).
-    """
-
-    def __init__(
-        self,
-        model: Recommender,
-        item_keys: Sequence[ItemKey] | None = None,
-        item_titles: Sequence[str] | None = None,
-        recent_items: int = 0,
-    ) -> None:
-        num_items = model.num_items
-        keys = list(range(num_items)) if item_keys is None else [_plain_key(key) for key in item_keys]
-        titles = None if item_titles is None else list(item_titles)
-        catalogue = {"model": model.config, "recent_items": recent_items, "item_keys": keys, "item_titles": titles}
-        _check_catalogue(catalogue)
-        self.model = model.eval()
-        self.item_keys: list[ItemKey] = keys
-        self.item_titles: list[str] | None = titles
-        self.recent_items = recent_items
-        self._ids = {key: i for i, key in enumerate(keys)}
-        self._titles: dict[str, list[int]] = {}
-        for i, title in enumerate(self.item_titles or []):
-            self._titles.setdefault(title, []).append(i)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
-    ) -> PretrainedRecommender:
-        """Load a folder written by :meth:`Recommender.save_pretrained` (or ``jointembed fit``'s
-        ``<log_dir>/pretrained``); arguments and errors as :meth:`Recommender.from_pretrained`."""
-        model, config = _load_pretrained(path, strict, map_location)
-        return cls(model, config["item_keys"], config["item_titles"], config["recent_items"])
-
-    def save_pretrained(self, folder: str | os.PathLike, card: str | None = None) -> Path:
-        """Write the model and its catalogue as a pretrained folder (see :meth:`Recommender.save_pretrained`)."""
-        keys = None if self.item_keys == list(range(self.model.num_items)) else self.item_keys
-        return self.model.save_pretrained(folder, keys, self.item_titles, card, recent_items=self.recent_items)
-
-    def item_id(self, key: ItemKey) -> int:
-        """The item ID of a raw key or a title.
-
-        Raises:
-            UnknownItemError: No item has that key or title, or several items share that title.
-        """
-        try:
-            key = _plain_key(key)
-        except ValueError as error:
-            raise UnknownItemError(f"{error} (a raw key or a title)") from None
-        found = self._ids.get(key)
-        if found is None and isinstance(key, int):
-            found = self._ids.get(str(key))
-        if found is None and isinstance(key, str) and key.strip().lstrip("-").isdigit():
-            found = self._ids.get(int(key))
-        if found is not None:
-            return found
-        by_title = self._titles.get(key, []) if isinstance(key, str) else []
-        if len(by_title) > 1:
-            keys = [self.item_keys[i] for i in by_title]
-            raise UnknownItemError(f"title {key!r} names {len(by_title)} items (keys {keys}): pass one of the keys")
-        if by_title:
-            return by_title[0]
-        examples = ", ".join(repr(k) for k in self.item_keys[:3])
-        raise UnknownItemError(
-            f"item {key!r} is neither a key nor a title of this model's {self.model.num_items} items "
-            f"(keys look like {examples})"
-        )
-
-    def _describe(self, ids: torch.Tensor, scores: torch.Tensor) -> list[list[ItemScore]]:
-        titles = self.item_titles or [""] * self.model.num_items
-        rows = zip(ids.tolist(), scores.tolist(), strict=True)
-        return [
-            [ItemScore(self.item_keys[j], titles[j], s) for j, s in zip(*row, strict=True) if j >= 0] for row in rows
-        ]
-
-    def _history_ids(self, histories: list[Sequence[ItemKey]], unknown: str) -> list[list[int]]:
-        rows = []
-        for user, history in enumerate(histories):
-            row = []
-            for key in history:
-                try:
-                    row.append(self.item_id(key))
-                except UnknownItemError as error:
-                    if unknown == "error":
-                        raise UnknownItemError(f"history {user}: {error}") from None
-                    warnings.warn(f"history {user}: skipped {error}", stacklevel=3)
-            rows.append(row)
-        return rows
-
-    def recommend(
-        self,
-        history_keys: Sequence[ItemKey] | Sequence[Sequence[ItemKey]],
-        k: int = 10,
-        exclude_seen: bool = True,
-        unknown: Literal["error", "skip"] = "error",
-    ) -> list[ItemScore] | list[list[ItemScore]]:
-        """The top ``k`` items for one history or for each of several.
-
-        Args:
-            history_keys: One history (a list of raw keys or titles, oldest first) or a list of histories.
-            k: Items per history, ``1 <= k <= N``; fewer come back when fewer are left unwatched.
-            exclude_seen: Never recommend a watched item.
-            unknown: ``"error"`` raises on a key that is neither a key nor a title; ``"skip"`` leaves it out of
-                the history with a warning naming it.
-
-        Returns:
-            For one history a list of :class:`ItemScore`, best first; for several, one such list each.
-
-        Raises:
-            UnknownItemError: An unknown or ambiguous key (with ``unknown="error"``); the message names it and
-                its history.
-            ValueError: An empty history, ``k`` out of range, or a model that needs user features a list of
-                watches cannot supply (dense features, or categorical ones other than the recent watches).
-        """
-        if unknown not in ("error", "skip"):
-            raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
-        config = self.model.config
-        if config["num_dense_features"] or (config["num_user_features"] and not self.recent_items):
-            raise ValueError(
-                "this model takes user features beyond the watch history (dense features, or a categorical bag "
-                "other than the recent watches): call Recommender.recommend with user_features= and dense="
-            )
-        many = len(history_keys) > 0 and all(_is_history(h) for h in history_keys)
-        histories = list(history_keys) if many else [history_keys]
-        history = SparseBatch.from_lists(self._history_ids(histories, unknown))
-        history = history.to(self.model.item_table.device)
-        recent = recent_watches(history, self.recent_items) if self.recent_items else None
-        recs = self.model.recommend(history, k, exclude_seen, user_features=recent)
-        results = self._describe(recs.ids, recs.scores)
-        return results if many else results[0]
-
-    def similar_items(self, key: ItemKey, k: int = 10) -> list[ItemScore]:
-        """The ``k`` items nearest to ``key`` (a raw key or title) by cosine similarity, itself excluded.
-
-        Raises:
-            UnknownItemError: An unknown or ambiguous key.
-        """
-        recs = self.model.similar_items([self.item_id(key)], k)
-        return self._describe(recs.ids, recs.scores)[0]
-
-
-def _is_history(value: Any) -> bool:
-    """A list of keys (a history), as opposed to one key (a str is a key, not a list of letters)."""
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-
-
-def _plain_key(key: Any) -> ItemKey:
-    """A raw item key as a JSON-safe ``int`` or ``str`` (numpy and torch integers become Python ints).
-
-    Raises:
-        ValueError: ``key`` is neither a string nor an integer (a bool is refused).
-    """
-    if isinstance(key, str):
-        return str(key)
-    try:
-        if not isinstance(key, bool):
-            return operator.index(key)
-    except TypeError:
-        pass
-    raise ValueError(f"item keys must be ints or strs, got {key!r} ({type(key).__name__})")
-
-
-def _check_catalogue(config: dict[str, Any]) -> None:
-    """Check the catalogue fields of a pretrained config against its ``model`` field.
-
-    Raises:
-        ValueError: A field of the wrong type or length, repeated keys, or an impossible ``recent_items``.
-    """
-    num_items = config["model"]["num_items"]
-    for field in ("item_keys", "item_titles"):
-        value = config[field]
-        if value is not None and (not isinstance(value, list) or len(value) != num_items):
-            size = len(value) if isinstance(value, list) else type(value).__name__
-            raise ValueError(f"field {field!r} must list the model's {num_items} items, got {size}")
-    keys = config["item_keys"]
-    if keys is not None:
-        if any(isinstance(key, bool) or not isinstance(key, (int, str)) for key in keys):
-            raise ValueError("field 'item_keys' must hold ints and strs only")
-        if len(set(keys)) != len(keys):
-            seen: set[ItemKey] = set()
-            repeated = next(key for key in keys if key in seen or seen.add(key))
-            raise ValueError(f"field 'item_keys' repeats the key {repeated!r}; keys must be distinct")
-    if config["item_titles"] is not None and not all(isinstance(t, str) for t in config["item_titles"]):
-        raise ValueError("field 'item_titles' must hold strs only")
-    recent = config["recent_items"]
-    if isinstance(recent, bool) or not isinstance(recent, int) or recent < 0:
-        raise ValueError(f"field 'recent_items' must be an integer >= 0, got {recent!r}")
-    if recent and config["model"]["num_user_features"] != num_items:
-        raise ValueError(
-            f"recent_items={recent} feeds the latest watches to the user-feature table, so the model needs "
-            f"num_user_features={num_items} (the catalogue size), got {config['model']['num_user_features']}"
-        )
-
-
-def _load_pretrained(
-    path: str | os.PathLike, strict: bool, map_location: str | torch.device
-) -> tuple[Recommender, dict[str, Any]]:
-    """Read, check and build a pretrained recommender folder: ``(model in eval mode, its config)``."""
-    folder = resolve_folder(path)
-    config = read_config(folder, FORMAT, SUPPORTED_VERSIONS)
-    where = folder / CONFIG_NAME
-    missing = [f for f in ("model", "recent_items", "item_keys", "item_titles") if f not in config]
-    if missing or not isinstance(config["model"], dict):
-        raise CheckpointError(f"{where}: missing fields {missing} (or 'model' is not an object)")
-    try:
-        model = Recommender(**config["model"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: field 'model' does not fit Recommender's arguments: {error}") from error
-    try:
-        _check_catalogue(config)
-    except ValueError as error:
-        raise CheckpointError(f"{where}: {error}") from error
-    load_weights(model, folder / WEIGHTS_NAME, strict=strict, map_location=map_location)
-    return model.to(map_location).eval(), config
+def __getattr__(name: str) -> Any:
+    # PEP 562, lazily: pretrained_recommender imports this module, so an eager import here would be circular.
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

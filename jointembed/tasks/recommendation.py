@@ -7,6 +7,12 @@ plus ``"user_features"`` (SparseBatch) and ``"dense"`` ``(B, F)`` when the model
 test: ``{"history": SparseBatch, "targets": SparseBatch}``, the held-out items of each user (plus the optional
 features). The whole catalogue is ranked for each user, the history excluded, and HR@k, Recall@k, NDCG@k and
 catalogue coverage@k are logged per epoch.
+
+What the task takes from its data module, each through a small runtime-checkable Protocol (an
+:class:`~jointembed.data.recommendation.InteractionsDataModule` offers all four): the table sizes
+(:class:`CatalogueSizes`), the training count of each item for a ``unigram`` proposal (:class:`ItemCounts`), the
+baselines' test metrics (:class:`Baselines`) and the item keys and titles of the exported folder
+(:class:`ItemCatalogue`).
 """
 
 from __future__ import annotations
@@ -17,8 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
+
+try:  # Lightning >= 2.6
+    from lightning.pytorch.callbacks import WeightAveraging
+except ImportError:  # pragma: no cover
+    WeightAveraging = None
 
 from jointembed.losses.sampled_softmax import CatalogueLoss, catalogue_losses, create_catalogue_loss
 from jointembed.metrics.ranking import evaluate_rankings
@@ -28,7 +40,46 @@ from jointembed.pretrained import model_card
 from jointembed.registry import get_loss_class
 from jointembed.sparse import SparseBatch
 
-__all__ = ["RecommendationTask", "ItemCatalogue"]
+__all__ = ["RecommendationTask", "CatalogueSizes", "ItemCounts", "Baselines", "ItemCatalogue"]
+
+
+@runtime_checkable
+class CatalogueSizes(Protocol):
+    """The sizes of the recommender's tables, as the data knows them. Both may be ``None`` until the data is
+    loaded: :meth:`RecommendationTask.bind_data` then calls the data module's ``setup("fit")`` first, so that
+    ``setup`` must be idempotent (Lightning calls it again).
+
+    Attributes:
+        num_items: Catalogue size N (item IDs ``0..N-1``).
+        num_user_features: Size of the table the batches' ``user_features`` bags index (0 when the batches
+            have none).
+    """
+
+    @property
+    def num_items(self) -> int | None: ...
+
+    @property
+    def num_user_features(self) -> int | None: ...
+
+
+@runtime_checkable
+class ItemCounts(Protocol):
+    """Training count of each item, for a loss whose ``unigram`` proposal follows popularity.
+
+    Attributes:
+        item_counts: ``(N,)`` counts (a tensor or an array), or ``None`` until the data is loaded.
+    """
+
+    item_counts: torch.Tensor | np.ndarray | None
+
+
+@runtime_checkable
+class Baselines(Protocol):
+    """Baselines scored on the same test split, logged beside the model's test metrics."""
+
+    def baseline_metrics(self, k: int) -> dict[str, float]:
+        """Test metrics of each baseline at cut-off ``k``, keyed ``test/baseline_<name>/<metric>@<k>``."""
+        ...
 
 
 @runtime_checkable
@@ -58,8 +109,11 @@ class RecommendationTask(LightningModule):
     over the catalogue (exact; catalogues up to ~100k items), ``sampled_softmax`` (``num_samples`` negatives from
     a ``proposal``, log-Q corrected) or ``in_batch_softmax`` (the other examples' targets as negatives, corrected
     by popularity under the ``unigram`` proposal); see :mod:`jointembed.losses.sampled_softmax`. A ``unigram``
-    proposal (the default) needs training counts per item: the data module's ``item_counts`` attribute (an
-    ``(N,)`` tensor), read in ``setup``, or :meth:`set_item_counts`.
+    proposal (the default) needs training counts per item: the data module's (:class:`ItemCounts`), read in
+    :meth:`bind_data`, or :meth:`set_item_counts`.
+
+    Sizes the model leaves to the data (``num_items: null``, ``num_user_features: null``) are taken from the
+    data module in :meth:`bind_data`, before the run; sizes it gives are checked against the data there.
 
     One :class:`LazyAdam` optimiser steps everything: the item tables (and the user-feature table) at ``lr``,
     with lazy row updates when their gradients are sparse, and the tower at ``dense_lr`` with ``weight_decay``.
@@ -78,7 +132,7 @@ class RecommendationTask(LightningModule):
         weight_decay: Decoupled weight decay of the tower (the tables are not decayed).
         eval_k: Length of the ranked lists evaluated.
         compare_baselines: At the end of a test, also log the popularity and EASE baselines' metrics on the
-            same split (``test/baseline_<name>/...``) when the data module offers ``baseline_metrics(k)``.
+            same split (``test/baseline_<name>/...``) when the data module offers them (:class:`Baselines`).
     """
 
     def __init__(
@@ -95,7 +149,9 @@ class RecommendationTask(LightningModule):
         super().__init__()
         if loss not in catalogue_losses():
             raise ValueError(f"loss must be a registered catalogue loss {catalogue_losses()}, got {loss!r}")
-        if not 1 <= eval_k <= model.num_items:
+        if eval_k < 1:
+            raise ValueError(f"eval_k must be >= 1, got {eval_k}")
+        if model.sized and eval_k > model.num_items:  # else bind_data checks it once the model is sized
             raise ValueError(f"eval_k must be in [1, {model.num_items}] (the catalogue size), got {eval_k}")
         # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
         self.save_hyperparameters(ignore=["model"])
@@ -108,8 +164,12 @@ class RecommendationTask(LightningModule):
         self.eval_k = eval_k
         self.compare_baselines = compare_baselines
         self.item_counts: torch.Tensor | None = None
-        needs_counts = get_loss_class(loss).needs_counts(self.loss_config)
-        self.loss_fn: CatalogueLoss | None = None if needs_counts else self._build_loss(None)
+        self._needs_counts = get_loss_class(loss).needs_counts(self.loss_config)
+        # Built once the model is sized and, for a unigram proposal, the counts are known.
+        self.loss_fn: CatalogueLoss | None = None
+        if model.sized and not self._needs_counts:
+            self.loss_fn = self._build_loss(None)
+        self._bound: Any = None  # the data module the model was sized from and checked against
         self._recommended: torch.Tensor | None = None
 
     def _build_loss(self, counts: torch.Tensor | None) -> CatalogueLoss:
@@ -118,6 +178,7 @@ class RecommendationTask(LightningModule):
 
     def set_item_counts(self, counts: torch.Tensor) -> None:
         """Give the ``(N,)`` training counts of each item (for a ``unigram`` proposal) and rebuild the loss."""
+        self.model.require_sizes()
         if callable(counts):
             raise TypeError("item_counts must be an (N,) tensor or array, not a method: expose it as an attribute")
         counts = torch.as_tensor(counts).flatten()
@@ -126,24 +187,98 @@ class RecommendationTask(LightningModule):
         self.item_counts = counts
         self.loss_fn = self._build_loss(counts).to(self.device)
 
-    def setup(self, stage: str) -> None:
-        """Read ``item_counts`` from the data module when the loss needs them; check ``num_items`` (and, with
-        ``recent_items``, ``num_user_features``) against the model."""
-        datamodule = self.trainer.datamodule
-        num_items = getattr(datamodule, "num_items", None)
-        if num_items is not None and num_items != self.model.num_items:
-            raise ValueError(f"the data has num_items={num_items} but the model was built with {self.model.num_items}")
-        recent = getattr(datamodule, "recent_items", 0)
-        if recent and num_items is not None and self.model.config["num_user_features"] != num_items:
+    def bind_data(self, datamodule: Any) -> None:
+        """Size the model from the data module, check it against it and give the loss the item counts.
+
+        Sizes the model leaves to the data (``None``) are read from a :class:`CatalogueSizes` data module, which
+        is set up first when its sizes are not known yet; sizes the model was given must equal the data's.
+        ``jointembed`` calls this before every run, so the model has its final shape before any callback copies
+        it (e.g. weight averaging); ``setup`` calls it otherwise. Binding the same data module again does nothing.
+
+        Raises:
+            ValueError: A size given to the model that differs from the data's (both named), or a model whose
+                sizes are left to the data and a data module that does not tell them.
+        """
+        if datamodule is self._bound:
+            return
+        if isinstance(datamodule, CatalogueSizes):
+            if datamodule.num_items is None:
+                datamodule.setup("fit")
+            self._size_model(datamodule)
+        elif not self.model.sized:
             raise ValueError(
-                f"the data module adds each history's {recent} latest watches as user features (recent_items="
-                f"{recent}), so the model needs num_user_features={num_items} (the catalogue size), got "
-                f"{self.model.config['num_user_features']}"
+                f"the model leaves num_items or num_user_features to the data (None), but the data module "
+                f"{type(datamodule).__name__} does not tell them (num_items and num_user_features properties, "
+                "see CatalogueSizes): give the sizes to the Recommender"
             )
-        if self.loss_fn is None and getattr(datamodule, "item_counts", None) is not None:
-            self.set_item_counts(datamodule.item_counts)
+        if self.eval_k > self.model.num_items:
+            raise ValueError(f"eval_k must be in [1, {self.model.num_items}] (the catalogue size), got {self.eval_k}")
+        if self.loss_fn is None:
+            counts = datamodule.item_counts if isinstance(datamodule, ItemCounts) else None
+            if counts is not None:
+                self.set_item_counts(counts)
+            elif not self._needs_counts:
+                self.loss_fn = self._build_loss(None)
+        self._bound = datamodule
+
+    def _size_model(self, data: CatalogueSizes) -> None:
+        num_items, num_user_features = data.num_items, data.num_user_features
+        if num_items is None or num_user_features is None:
+            raise ValueError(f"the data module {type(data).__name__} did not give its sizes after setup")
+        config = self.model.config
+        if config["num_items"] is not None and config["num_items"] != num_items:
+            raise ValueError(
+                f"the data has num_items={num_items} but the model was built with num_items={config['num_items']} "
+                "(leave it null to take the data's)"
+            )
+        built = config["num_user_features"]
+        if built is not None and built != num_user_features:
+            recent = data.recent_items if isinstance(data, ItemCatalogue) else 0
+            why = (
+                f"the data module adds each history's {recent} latest watches as user features (recent_items="
+                f"{recent}), so the model needs num_user_features={num_user_features} (the catalogue size)"
+                if recent
+                else f"the data's user features need num_user_features={num_user_features}"
+            )
+            raise ValueError(f"{why}, got {built} (leave it null to take the data's)")
+        self.model.set_sizes(num_items, num_user_features)
+
+    def setup(self, stage: str) -> None:
+        """Bind the trainer's data module, unless that was done before the run (see :meth:`bind_data`)."""
+        trainer = self._trainer
+        datamodule = trainer.datamodule if trainer is not None else None
+        if datamodule is not None:
+            copies = [c for c in trainer.callbacks if WeightAveraging is not None and isinstance(c, WeightAveraging)]
+            if copies and not self.model.sized:  # its copy, made in its own setup, has no tables: fail loudly
+                raise ValueError(
+                    f"{type(copies[0]).__name__} copied the model before its sizes were taken from the data: call "
+                    "task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
+                )
+            self.bind_data(datamodule)
+        elif not self.model.sized:
+            raise ValueError(
+                "the model leaves num_items or num_user_features to the data (None) but the run has no data "
+                "module: pass datamodule= or give the Recommender its sizes"
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_bound"] = None  # a copy (e.g. a callback's averaged model) need not carry the whole data set
+        return state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Size a model that leaves its sizes to the data from the checkpoint's tables, so that
+        ``RecommendationTask.load_from_checkpoint(path, model=Recommender(None, ...))`` needs no data."""
+        if self.model.sized:
+            return
+        state = checkpoint["state_dict"]
+        features = next((v for k, v in state.items() if k.startswith("model.user_feature_embedding.")), None)
+        self.model.set_sizes(len(state["model.output_bias"]), 0 if features is None else len(features))
+        if self.loss_fn is None and not self._needs_counts:
+            self.loss_fn = self._build_loss(None)
 
     def _loss_module(self) -> CatalogueLoss:
+        self.model.require_sizes()
         if self.loss_fn is None:
             raise ValueError(
                 f"loss={self.loss_name!r} with loss_config={self.loss_config} needs item counts (its proposal is "
@@ -192,10 +327,10 @@ class RecommendationTask(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_coverage("test")
-        baseline_metrics = getattr(self.trainer.datamodule, "baseline_metrics", None)
-        if self.compare_baselines and callable(baseline_metrics):
+        datamodule = self.trainer.datamodule
+        if self.compare_baselines and isinstance(datamodule, Baselines):
             # Same split, same exclusion of seen items, same metric code: the numbers sit side by side.
-            for name, value in baseline_metrics(self.eval_k).items():
+            for name, value in datamodule.baseline_metrics(self.eval_k).items():
                 self.log(name, float(value))
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
@@ -233,7 +368,7 @@ class RecommendationTask(LightningModule):
         """Write the model as a pretrained folder with its item keys, titles and ``recent_items`` and a model card.
 
         ``jointembed fit`` calls this after testing, with the test ``metrics``, writing ``<log_dir>/pretrained``;
-        load it with :class:`~jointembed.models.recommender.PretrainedRecommender`.
+        load it with :class:`~jointembed.models.pretrained_recommender.PretrainedRecommender`.
 
         Args:
             folder: Destination (replaced atomically).
@@ -257,7 +392,7 @@ class RecommendationTask(LightningModule):
         recent = 0 if catalogue is None else catalogue.recent_items
         example = [0, 1, 2] if keys is None else keys[:3]
         usage = (
-            "from jointembed.models.recommender import PretrainedRecommender\n\n"
+            "from jointembed.models.pretrained_recommender import PretrainedRecommender\n\n"
             'recommender = PretrainedRecommender.from_pretrained("path/to/this/folder")\n'
             f"for item in recommender.recommend({example!r}, k=10):  # watched item keys (or titles), oldest first\n"
             "    print(item.key, item.title, round(item.score, 2))"

@@ -14,7 +14,8 @@ from jointembed.data.recommendation import (
     MultiTargetExamples,
     TrainExamples,
 )
-from jointembed.models.recommender import PretrainedRecommender, Recommender
+from jointembed.models.pretrained_recommender import PretrainedRecommender
+from jointembed.models.recommender import Recommender
 from jointembed.tasks.recommendation import RecommendationTask
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,6 +130,9 @@ def test_recent_items_add_the_latest_watches_as_user_features():
         recent, history = batch["user_features"].tolist(), batch["history"].tolist()
         assert recent == [h[-3:] for h in history]
     assert "user_features" not in next(iter(_world().train_dataloader()))
+    # the size of the table those bags index, for a model that leaves num_user_features to the data
+    assert data.num_user_features == data.num_items == 150 and _world().num_user_features == 0
+    assert MovieWorldDataModule(recent_items=3).num_user_features is None  # not loaded yet
     with pytest.raises(ValueError, match="recent_items must be >= 0, got -1"):
         MovieWorldDataModule(recent_items=-1)
 
@@ -214,14 +218,15 @@ def test_movie_world_recipe_through_the_cli(tmp_path):
         "300",
         "--data.init_args.num_users",
         "300",
-        "--model.init_args.model.init_args.num_items",
-        "300",
-    ]
+        # copies the model in its own setup: the CLI must have sized it from the data before the trainer starts
+        "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging",
+    ]  # the model's sizes follow num_movies: the recipe leaves them to the data
     assert main(["fit", "--config", str(REPO / "recipes" / "movie_world.yaml"), *overrides]) == 0
     [path] = tmp_path.glob("**/test_metrics.json")
     metrics = json.loads(path.read_text())
     assert {"test/hr@10", "test/ndcg@10", "test/baseline_ease/hr@10"} <= set(metrics)
     recommender = PretrainedRecommender.from_pretrained(path.parent / "pretrained")
+    assert recommender.model.num_items == 300 and recommender.model.embedding_dim == 4  # 300 ** 0.25, rounded
     assert [item.title for item in recommender.recommend([0, 1, 2], k=3)][0].startswith("movie ")
 
 

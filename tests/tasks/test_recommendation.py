@@ -1,3 +1,4 @@
+import copy
 import random
 
 import lightning.pytorch as pl
@@ -40,7 +41,8 @@ class ClusterWorld(pl.LightningDataModule):
     def __init__(self, shuffle=True, seed=0):
         super().__init__()
         rng = random.Random(seed)
-        self.num_items = NUM_ITEMS
+        self.num_items = NUM_ITEMS  # the sizes a task reads (CatalogueSizes)
+        self.num_user_features = 0
         self.shuffle = shuffle
         self.train, self.val = [], []
         for user in range(300):
@@ -259,6 +261,77 @@ def test_recent_items_need_a_user_feature_table_over_the_catalogue():
     assert not torch.equal(before, task.model.user_feature_embedding.weight.detach())  # the recent bag trains
 
 
+def _tiny_world(**kwargs):
+    from jointembed.data.recommendation import MovieWorldDataModule
+
+    return MovieWorldDataModule(num_movies=50, num_users=40, mean_watches=8, causal=True, **kwargs)
+
+
+def test_bind_data_sizes_the_model_from_the_data_before_the_run():
+    data = _tiny_world(recent_items=2)
+    pl.seed_everything(0, verbose=False)
+    task = RecommendationTask(Recommender(None, 4, hidden_sizes=(8,), num_user_features=None))
+    assert task.model.config["num_items"] is None and data.num_items is None
+    task.bind_data(data)  # what jointembed does before every run: the data is loaded to learn its sizes
+    assert (task.model.num_items, task.model.config["num_user_features"]) == (50, 50)
+    assert len(task.model.user_feature_embedding.weight) == 50 and task.loss_fn.num_items == 50
+    tables = [id(p) for p in task.model.parameters()]
+    task.bind_data(data)
+    _trainer(max_epochs=1).fit(task, data)  # setup binds the same data module: nothing changes
+    assert [id(p) for p in task.model.parameters()] == tables
+    # the same weights, draw for draw, as a model given its sizes: results do not move
+    pl.seed_everything(0, verbose=False)
+    given = RecommendationTask(Recommender(50, 4, hidden_sizes=(8,), num_user_features=50))
+    _trainer(max_epochs=1).fit(given, _tiny_world(recent_items=2))
+    for (name, a), b in zip(given.model.named_parameters(), task.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_sizes_that_disagree_with_the_data_are_named():
+    task = RecommendationTask(Recommender(40, 4, num_user_features=None))
+    with pytest.raises(ValueError, match="the data has num_items=50 but the model was built with num_items=40"):
+        task.bind_data(_tiny_world())
+    unsized = RecommendationTask(Recommender(None, 4))
+    with pytest.raises(ValueError, match="ClusterWorld does not tell them .* see CatalogueSizes"):
+        world = ClusterWorld()
+        del world.num_user_features
+        unsized.bind_data(world)
+    with pytest.raises(ValueError, match="the run has no data module"):
+        _trainer(max_epochs=1).fit(unsized, ClusterWorld().train_dataloader())
+    with pytest.raises(ValueError, match=r"eval_k must be in \[1, 50\]"):
+        RecommendationTask(Recommender(None, 4), eval_k=60).bind_data(_tiny_world())
+
+
+def test_weight_averaging_copies_the_model_at_its_final_size():
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    data = _tiny_world(recent_items=2)
+    late = RecommendationTask(Recommender(None, 4, num_user_features=None))
+    with pytest.raises(ValueError, match=r"EMAWeightAveraging copied the model .* call task.bind_data\(datamodule\)"):
+        _trainer(max_epochs=1, callbacks=[EMAWeightAveraging()]).fit(late, data)
+    task = RecommendationTask(Recommender(None, 4, num_user_features=None))
+    task.bind_data(data)  # before the trainer, as jointembed does: the callback copies the model in its setup
+    assert copy.deepcopy(task)._bound is None  # a copy does not carry the data set
+    averaging = EMAWeightAveraging()
+    _trainer(max_epochs=1, callbacks=[averaging]).fit(task, data)
+    averaged = averaging._average_model.module  # Lightning's own copy: every table, at the final size
+    assert [p.shape for p in averaged.model.parameters()] == [p.shape for p in task.model.parameters()]
+
+
+def test_a_checkpoint_loads_into_a_model_that_leaves_its_sizes_to_the_data(tmp_path):
+    data = _tiny_world(recent_items=2)
+    task = RecommendationTask(Recommender(None, 4, num_user_features=None))
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(task, data)
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    loaded = RecommendationTask.load_from_checkpoint(
+        tmp_path / "run.ckpt", model=Recommender(None, 4, num_user_features=None), weights_only=False
+    )
+    assert loaded.model.config == task.model.config
+    for (name, a), b in zip(task.model.named_parameters(), loaded.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def _write_tiny_movielens(folder):
     """40 users, 8 watches each of 30 movies with MovieLens-style raw IDs (1000 + 7 i) and titles."""
     rng = random.Random(0)
@@ -277,7 +350,7 @@ def _write_tiny_movielens(folder):
 
 def test_exported_folder_recommends_by_raw_keys_as_the_data_module_feeds_the_model(tmp_path):
     from jointembed.data.recommendation import MovieLensDataModule
-    from jointembed.models.recommender import PretrainedRecommender
+    from jointembed.models.pretrained_recommender import PretrainedRecommender
 
     data = MovieLensDataModule(str(_write_tiny_movielens(tmp_path / "ml")), causal=True, recent_items=2)
     pl.seed_everything(0, verbose=False)
@@ -301,7 +374,7 @@ def test_exported_folder_recommends_by_raw_keys_as_the_data_module_feeds_the_mod
 
 
 def test_export_without_an_item_catalogue_keys_items_by_id(tmp_path):
-    from jointembed.models.recommender import PretrainedRecommender
+    from jointembed.models.pretrained_recommender import PretrainedRecommender
 
     task = _task("full_softmax")
     with pytest.warns(UserWarning, match="keys items by their IDs"):
