@@ -47,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "list_modalities": "jointembed.registry",
     "HousePricePredictor": "jointembed.models.house_price",
     "DigitClassifier": "jointembed.models.digit_classifier",
+    "PretrainedRecommender": "jointembed.models.pretrained_recommender",
+    "ItemScore": "jointembed.models.pretrained_recommender",
+    "UnknownItemError": "jointembed.errors",
 }
 
 __all__ = [
@@ -85,6 +88,9 @@ __all__ = [
     "list_modalities",
     "HousePricePredictor",
     "DigitClassifier",
+    "PretrainedRecommender",
+    "ItemScore",
+    "UnknownItemError",
 ]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real names
@@ -92,7 +98,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
     from jointembed.data.movie_world import generate_movie_world
     from jointembed.data.movielens import read_movielens
     from jointembed.encoders.base import Encoder
-    from jointembed.errors import CheckpointError, DataFormatError, VocabularyFormatError
+    from jointembed.errors import CheckpointError, DataFormatError, UnknownItemError, VocabularyFormatError
     from jointembed.metrics.ranking import evaluate_rankings
     from jointembed.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
     from jointembed.modalities import AudioModality, IdsModality, ImageModality, Modality, TextModality
@@ -100,6 +106,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
     from jointembed.models.embedding_net import EmbeddingNet
     from jointembed.models.house_price import HousePricePredictor
     from jointembed.models.joint import JointEmbeddingModel
+    from jointembed.models.pretrained_recommender import ItemScore, PretrainedRecommender
     from jointembed.models.recommender import Recommender
     from jointembed.nn.mlp import MLP
     from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim

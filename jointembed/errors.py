@@ -1,7 +1,8 @@
 """Named exceptions raised by jointembed.
 
-Each one subclasses the built-in exception a caller would already catch (``ValueError``), so code written
-against plain Python keeps working, while code that wants to tell jointembed's failures apart can.
+Each one subclasses the built-in exception a caller would already catch (``ValueError``, or ``KeyError`` for an
+unknown key), so code written against plain Python keeps working, while code that wants to tell jointembed's
+failures apart can.
 """
 
 from __future__ import annotations

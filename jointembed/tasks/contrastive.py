@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ class ContrastiveTask(LightningModule):
                 model.encoders[name].freeze(True)
         if lr <= 0 or weight_decay < 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
-        self._bound: Any = None  # the data module bound to the model's inputs
+        # The data module bound to the model's inputs, weakly: a copy of the task (weight averaging makes one)
+        # must not drag the whole dataset along.
+        self._bound: weakref.ref | None = None
         self._eval: dict[str, dict[str, list[torch.Tensor]]] = {}
         self._eval_seen = 0
         self.results_table: dict[str, dict[str, float]] | None = None
@@ -196,17 +199,20 @@ class ContrastiveTask(LightningModule):
             datamodule.setup()
             datamodule.bind(self.model.inputs)
             self.model.bind_inputs()
-            self._bound = datamodule
+            self._bound = weakref.ref(datamodule)
         if self.hparams.class_prompts and self.hparams.prompt_modality in self.model.encoders:
             prompts = self.prompts_by_class()
             names = self.label_names() or list(self.hparams.class_prompts)
             self.model.set_zero_shot(names, prompts, self.hparams.prompt_modality)
 
+    def _bound_datamodule(self) -> Any:
+        return None if self._bound is None else self._bound()
+
     def setup(self, stage: str) -> None:
         """Bind the trainer's data module, unless that was done before the run (see :meth:`bind_data`)."""
         trainer = self._trainer
         datamodule = trainer.datamodule if trainer is not None else None
-        if datamodule is not None and datamodule is not self._bound:
+        if datamodule is not None and datamodule is not self._bound_datamodule():
             self.bind_data(datamodule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -420,7 +426,7 @@ class ContrastiveTask(LightningModule):
     def label_names(self) -> list[str] | None:
         """The label names of the trainer's multimodal data module, else those saved with the model, else None."""
         trainer = self._trainer
-        datamodule = self._bound if self._bound is not None else (trainer.datamodule if trainer is not None else None)
+        datamodule = self._bound_datamodule() or (trainer.datamodule if trainer is not None else None)
         if isinstance(datamodule, LabelledData):
             return list(datamodule.label_names)
         return None if self.model.zero_shot is None else list(self.model.zero_shot.label_names)
