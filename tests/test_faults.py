@@ -144,3 +144,12 @@ def test_a_tampered_model_config_is_a_checkpoint_error_naming_the_file_and_field
         path.write_text(json.dumps(broken))
         with pytest.raises(CheckpointError, match=message):
             JointEmbeddingModel.from_pretrained(tmp_path / "m")
+
+
+def test_an_empty_training_manifest_stops_at_setup(workdir: Path) -> None:
+    (workdir / "empty.jsonl").write_text("\n")
+    recipe = str(REPO / "recipes" / "digits_multimodal.yaml")
+    args = ["--data.init_args.train", str(workdir / "empty.jsonl")]
+    with pytest.raises(ValueError, match=r"empty\.jsonl: the training split has no rows; nothing to train on"):
+        main(["fit", "--config", recipe, *args, *SHORT])
+    assert not list(workdir.glob("runs/**/test_metrics.json"))

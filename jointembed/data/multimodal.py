@@ -347,6 +347,8 @@ class MultimodalDataModule(LightningDataModule):
         parsed = {name: self._parse(manifest, rows, fields, name) for name, (manifest, rows) in manifests.items()}
         if "train" in parsed and not parsed["train"]:
             manifest = manifests["train"][0]
+            if not manifests["train"][1]:
+                raise ValueError(f"{manifest.path}: the training split has no rows; nothing to train on")
             raise ValueError(
                 f"{manifest.path}: no training row has any of the model's fields {sorted(fields)}; the manifest "
                 f"has the columns {list(manifest.columns)}"
