@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from jointembed.data.digits import DigitsDataModule
 from jointembed.lightning_cli import run
 from jointembed.models.embedding_net import EmbeddingNet
 from jointembed.nn import suggest_embedding_dim
@@ -61,17 +62,21 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     net_args = yaml.safe_load(args.recipe.read_text())["model"]["init_args"]["model"]["init_args"]
+    data = DigitsDataModule()  # the sizes the recipe leaves to the data
+    num_ids, num_classes = data.image_preprocessing().num_ids, len(data.class_names())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for dim in args.dims:
             runs = [fit_once(args.recipe, dim, seed, args.epochs, Path(tmp)) for seed in args.seeds]
             accuracies = [r["test/acc"] for r in runs]
             test_images = sum(map(sum, runs[0]["test/confusion_matrix"]))
-            params = EmbeddingNet(**{**net_args, "embedding_dim": dim}).num_parameters()
+            net = EmbeddingNet(**{**net_args, "embedding_dim": dim})
+            net.set_sizes(num_ids, 0, num_classes)
+            params = net.num_parameters()
             rows.append(
                 {
                     "embedding_dim": dim,
-                    "rule_of_thumb": dim == suggest_embedding_dim(net_args["num_embeddings"]),
+                    "rule_of_thumb": dim == suggest_embedding_dim(num_ids),
                     "test_acc_mean": round(statistics.mean(accuracies), 4),
                     "test_acc_min": round(min(accuracies), 4),
                     "test_acc_per_seed": [round(a, 4) for a in accuracies],

@@ -172,10 +172,10 @@ class HousingDataModule(SplitDataModule):
         return self.featurizer.target_mean, self.featurizer.target_std
 
     def fitted_featurizer(self) -> HousingFeaturizer:
-        """The featurizer fit on the training split (after :meth:`setup`): what a pretrained folder saves to read
-        raw rows the way training did."""
+        """The featurizer fit on the training split (setting the data module up first if needed): what sizes the
+        network, and what a pretrained folder saves to read raw rows the way training did."""
         if self.featurizer is None:
-            raise RuntimeError("call setup() before asking for the fitted featurizer")
+            self.setup("fit")
         return self.featurizer
 
     def setup(self, stage: str | None = None) -> None:

@@ -5,29 +5,25 @@
 scikit-learn's 0–16 scale, image files, PIL images or uint8 arrays (dark ink on light paper or the reverse: see
 :class:`~jointembed.data.digit_images.DigitImagePreprocessing` for the convention).
 
-The folder (see :mod:`jointembed.pretrained`):
-
-- ``config.json``: ``{"format": "jointembed.digit_classifier", "version": 1, "network": EmbeddingNet arguments,
-  "class_names": [...], "preprocessing": DigitImagePreprocessing.to_config()}``;
-- ``model.safetensors``: the :class:`~jointembed.models.embedding_net.EmbeddingNet`'s ``state_dict``;
-- ``README.md``: a model card with the run's test metrics.
+The folder (see :class:`~jointembed.models.embedding_net.PretrainedEmbeddingNet`): ``config.json``
+``{"format": "jointembed.digit_classifier", "version": 1, "network": EmbeddingNet arguments, "class_names": [...],
+"preprocessing": DigitImagePreprocessing.to_config()}``, ``model.safetensors`` (the network's ``state_dict``) and a
+``README.md`` model card.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from jointembed.data.digit_images import DigitImagePreprocessing
 from jointembed.errors import CheckpointError
-from jointembed.models.embedding_net import EmbeddingNet, load_network
-from jointembed.pretrained import CONFIG_NAME, model_card, read_config, resolve_folder, state_for_saving, write_folder
+from jointembed.models.embedding_net import EmbeddingNet, PretrainedEmbeddingNet
+from jointembed.pretrained import model_card
 from jointembed.sparse import SparseBatch
 
 __all__ = ["DigitClassifier", "FORMAT", "FORMAT_VERSION"]
@@ -45,7 +41,7 @@ model.predict_names("my_digit.png")      # ["7"]: dark ink on light paper is inv
 """
 
 
-class DigitClassifier(nn.Module):
+class DigitClassifier(PretrainedEmbeddingNet):
     """An :class:`~jointembed.models.embedding_net.EmbeddingNet` over the 64 pixel IDs with its preprocessing and
     class names: raw images in, classes out.
 
@@ -58,18 +54,20 @@ class DigitClassifier(nn.Module):
         ValueError: The network's outputs do not match the class names, or it does not read 64 pixel IDs.
     """
 
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
+
     def __init__(
         self,
         network: EmbeddingNet,
         class_names: Sequence[str],
         preprocessing: DigitImagePreprocessing | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(network)
         if network.out_features != len(class_names):
             raise ValueError(f"the network has {network.out_features} outputs but {len(class_names)} class names")
         self.preprocessing = preprocessing or DigitImagePreprocessing()
         network.check_input_sizes(self.preprocessing.num_ids, 0)
-        self.network = network
         self.class_names = [str(name) for name in class_names]
 
     def forward(self, sparse: SparseBatch) -> torch.Tensor:
@@ -108,59 +106,13 @@ class DigitClassifier(nn.Module):
         """The most probable class name of each image (inputs as :meth:`predict_proba`)."""
         return [self.class_names[i] for i in self.predict(images, batch_size)]
 
-    def get_config(self) -> dict[str, Any]:
-        """The ``config.json`` content: format, version, network arguments, class names, preprocessing."""
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "network": self.network.get_config(),
-            "class_names": list(self.class_names),
-            "preprocessing": self.preprocessing.to_config(),
-        }
-
-    def save_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write the pretrained folder (atomically: an interrupted save leaves any previous folder whole).
-
-        Args:
-            folder: Destination folder.
-            metrics: Test metrics for the model card (``test_metrics.json`` of the run).
-
-        Returns:
-            The folder.
-        """
-        details = {
-            "network": self.network.get_config(),
-            "classes": ", ".join(self.class_names),
-            "preprocessing": self.preprocessing.to_config(),
-        }
-        card = model_card(
-            "Handwritten digit classifier (8x8 digits)",
-            "Classifies an image of a handwritten digit: the image is reduced to scikit-learn's 8x8, 0-16 form, "
-            "read as a bag of its lit pixel IDs weighted by intensity, embedded and classified.",
-            _USAGE.format(folder=Path(folder).name),
-            metrics,
-            details,
-        )
-        return write_folder(folder, self.get_config(), state_for_saving(self.network), card=card)
+    def parts_config(self) -> dict[str, Any]:
+        """``{"class_names": [...], "preprocessing": DigitImagePreprocessing.to_config()}``."""
+        return {"class_names": list(self.class_names), "preprocessing": self.preprocessing.to_config()}
 
     @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
-    ) -> DigitClassifier:
-        """Load a folder written by :meth:`save_pretrained`, in eval mode.
-
-        Args:
-            name_or_path: The folder (or a Hugging Face hub repo id, see :func:`~jointembed.pretrained.resolve_folder`).
-            strict: Require the weights' keys to match the network's exactly.
-            map_location: Device to load onto.
-
-        Raises:
-            CheckpointError: The folder or a file is missing, truncated or of another format or version, a field is
-                malformed, or the weights do not match; the message names the file and the field or keys.
-        """
-        folder = resolve_folder(name_or_path)
-        config = read_config(folder, FORMAT, (FORMAT_VERSION,))
-        where = folder / CONFIG_NAME
+    def parts_from_config(cls, config: Mapping[str, Any], where: Path) -> dict[str, Any]:
+        """The class names and the preprocessing from the folder's ``config.json``."""
         names = config.get("class_names")
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise CheckpointError(f"{where}: field 'class_names' must be a list of strings, got {names!r}")
@@ -168,9 +120,20 @@ class DigitClassifier(nn.Module):
             preprocessing = DigitImagePreprocessing.from_config(config.get("preprocessing") or {})
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{where}: field 'preprocessing': {error}") from error
-        network = load_network(folder, config, strict=strict, map_location=map_location)
-        try:
-            model = cls(network, names, preprocessing)
-        except ValueError as error:
-            raise CheckpointError(f"{where}: the network does not fit the classes or pixels: {error}") from error
-        return model.to(map_location).eval()
+        return {"class_names": names, "preprocessing": preprocessing}
+
+    def model_card(self, folder: Path, metrics: Mapping[str, Any] | None) -> str:
+        """The model card: what the network reads, its classes and preprocessing, the test metrics."""
+        details = {
+            "network": self.network.get_config(),
+            "classes": ", ".join(self.class_names),
+            "preprocessing": self.preprocessing.to_config(),
+        }
+        return model_card(
+            "Handwritten digit classifier (8x8 digits)",
+            "Classifies an image of a handwritten digit: the image is reduced to scikit-learn's 8x8, 0-16 form, "
+            "read as a bag of its lit pixel IDs weighted by intensity, embedded and classified.",
+            _USAGE.format(folder=folder.name),
+            metrics,
+            details,
+        )

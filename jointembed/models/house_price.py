@@ -4,13 +4,10 @@
 :meth:`HousePricePredictor.from_pretrained` and call :meth:`~HousePricePredictor.predict` on rows as they are in
 the CSV (dicts by column name, lists in the CSV's column order, or the path of a CSV file) to get dollars.
 
-The folder (see :mod:`jointembed.pretrained`):
-
-- ``config.json``: ``{"format": "jointembed.house_price", "version": 1, "network": EmbeddingNet arguments,
-  "featurizer": HousingFeaturizer.to_config()}`` (column names, imputation medians and policy, bucket
-  boundaries, dense-feature and target statistics);
-- ``model.safetensors``: the :class:`~jointembed.models.embedding_net.EmbeddingNet`'s ``state_dict``;
-- ``README.md``: a model card with the run's test metrics.
+The folder (see :class:`~jointembed.models.embedding_net.PretrainedEmbeddingNet`): ``config.json``
+``{"format": "jointembed.house_price", "version": 1, "network": EmbeddingNet arguments, "featurizer":
+HousingFeaturizer.to_config()}`` (column names, imputation medians and policy, bucket boundaries, dense-feature and
+target statistics), ``model.safetensors`` (the network's ``state_dict``) and a ``README.md`` model card.
 """
 
 from __future__ import annotations
@@ -22,12 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from jointembed.data.housing_features import FEATURE_COLUMNS, HousingFeaturizer, ids_to_sparse
 from jointembed.errors import CheckpointError
-from jointembed.models.embedding_net import EmbeddingNet, load_network
-from jointembed.pretrained import CONFIG_NAME, model_card, read_config, resolve_folder, state_for_saving, write_folder
+from jointembed.models.embedding_net import EmbeddingNet, PretrainedEmbeddingNet
+from jointembed.pretrained import model_card
 from jointembed.sparse import SparseBatch
 
 __all__ = ["HousePricePredictor", "FORMAT", "FORMAT_VERSION"]
@@ -45,7 +41,7 @@ model.predict([row])  # array([...]): dollars; also a list of CSV-ordered lists,
 """
 
 
-class HousePricePredictor(nn.Module):
+class HousePricePredictor(PretrainedEmbeddingNet):
     """An :class:`~jointembed.models.embedding_net.EmbeddingNet` with one output and the
     :class:`~jointembed.data.housing_features.HousingFeaturizer` fit on its training split: raw rows in, dollars out.
 
@@ -59,12 +55,14 @@ class HousePricePredictor(nn.Module):
         ValueError: The network does not fit the featurizer (the message says which size to change).
     """
 
+    FORMAT = FORMAT
+    FORMAT_VERSION = FORMAT_VERSION
+
     def __init__(self, network: EmbeddingNet, featurizer: HousingFeaturizer) -> None:
-        super().__init__()
+        super().__init__(network)
         if network.out_features != 1:
             raise ValueError(f"a house-price network needs out_features=1, got {network.out_features}")
         network.check_input_sizes(featurizer.num_ids, featurizer.num_dense_features)
-        self.network = network
         self.featurizer = featurizer
         # Not saved with the weights: config.json holds them, with the rest of the featurizer.
         device = next(network.parameters()).device
@@ -108,25 +106,20 @@ class HousePricePredictor(nn.Module):
         ]
         return torch.cat(out).cpu().numpy().astype(np.float64)
 
-    def get_config(self) -> dict[str, Any]:
-        """The ``config.json`` content: format, version, network arguments and the fitted featurizer."""
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "network": self.network.get_config(),
-            "featurizer": self.featurizer.to_config(),
-        }
+    def parts_config(self) -> dict[str, Any]:
+        """``{"featurizer": HousingFeaturizer.to_config()}``."""
+        return {"featurizer": self.featurizer.to_config()}
 
-    def save_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:
-        """Write the pretrained folder (atomically: an interrupted save leaves any previous folder whole).
+    @classmethod
+    def parts_from_config(cls, config: Mapping[str, Any], where: Path) -> dict[str, Any]:
+        """``{"featurizer": HousingFeaturizer}`` from the folder's ``config.json``."""
+        try:
+            return {"featurizer": HousingFeaturizer.from_config(config["featurizer"])}
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{where}: field 'featurizer': {error}") from error
 
-        Args:
-            folder: Destination folder.
-            metrics: Test metrics for the model card (``test_metrics.json`` of the run).
-
-        Returns:
-            The folder.
-        """
+    def model_card(self, folder: Path, metrics: Mapping[str, Any] | None) -> str:
+        """The model card: what the network reads, the grid and columns, the test metrics."""
         f = self.featurizer
         details = {
             "network": self.network.get_config(),
@@ -135,43 +128,12 @@ class HousePricePredictor(nn.Module):
             "columns": ", ".join(f.columns),
             "missing values": "imputed with the training medians" if f.on_missing == "impute" else "an error",
         }
-        card = model_card(
+        return model_card(
             "House-price embedding network (California housing)",
             "Predicts a district's median house value in dollars from a raw row of the California housing CSV: "
             "an embedding of its latitude x longitude grid cell joined with its standardised census figures "
             f"({', '.join(FEATURE_COLUMNS)}).",
-            _USAGE.format(folder=Path(folder).name),
+            _USAGE.format(folder=folder.name),
             metrics,
             details,
         )
-        return write_folder(folder, self.get_config(), state_for_saving(self.network), card=card)
-
-    @classmethod
-    def from_pretrained(
-        cls, name_or_path: str | os.PathLike, strict: bool = True, map_location: str | torch.device = "cpu"
-    ) -> HousePricePredictor:
-        """Load a folder written by :meth:`save_pretrained`, in eval mode.
-
-        Args:
-            name_or_path: The folder (or a Hugging Face hub repo id, see :func:`~jointembed.pretrained.resolve_folder`).
-            strict: Require the weights' keys to match the network's exactly.
-            map_location: Device to load onto.
-
-        Raises:
-            CheckpointError: The folder or a file is missing, truncated or of another format or version, a field is
-                malformed, or the weights do not match; the message names the file and the field or keys.
-        """
-        folder = resolve_folder(name_or_path)
-        config = read_config(folder, FORMAT, (FORMAT_VERSION,))
-        try:
-            featurizer = HousingFeaturizer.from_config(config["featurizer"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{folder / CONFIG_NAME}: field 'featurizer': {error}") from error
-        network = load_network(folder, config, strict=strict, map_location=map_location)
-        try:
-            model = cls(network, featurizer)
-        except ValueError as error:
-            raise CheckpointError(
-                f"{folder / CONFIG_NAME}: the network does not fit the featurizer: {error}"
-            ) from error
-        return model.to(map_location).eval()

@@ -8,6 +8,7 @@ the image-to-bag preprocessing, so the folder classifies raw images.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,11 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+try:  # Lightning >= 2.6
+    from lightning.pytorch.callbacks import WeightAveraging
+except ImportError:  # pragma: no cover
+    WeightAveraging = None
 
 from jointembed.data.digit_images import DigitImagePreprocessing
 from jointembed.models.digit_classifier import DigitClassifier
@@ -29,8 +35,9 @@ __all__ = ["ClassificationTask", "DigitImageData", "format_confusion_matrix"]
 @runtime_checkable
 class DigitImageData(Protocol):
     """A data module of digit images read as bags of lit pixel IDs
-    (:class:`~jointembed.data.digits.DigitsDataModule`). The task checks the network's sizes against its
-    preprocessing and saves the preprocessing and class names in the pretrained folder."""
+    (:class:`~jointembed.data.digits.DigitsDataModule`). The task sizes the network from its preprocessing (the
+    number of pixel IDs) and class names (one output each), or checks the sizes it was given, and saves both in
+    the pretrained folder."""
 
     def image_preprocessing(self) -> DigitImagePreprocessing:
         """How a raw image becomes the data's bag of pixel IDs."""
@@ -51,12 +58,14 @@ class ClassificationTask(LightningModule):
     confusion matrix (rows: true class, columns: predicted class), printed at the end of testing and returned by
     :meth:`extra_test_metrics` as ``test/confusion_matrix`` (the CLI writes it into ``test_metrics.json``).
 
-    :meth:`setup` takes the preprocessing and class names of a :class:`DigitImageData` data module (or give them
-    to :meth:`set_preprocessing`); :meth:`export_pretrained` saves them with the network.
+    :meth:`bind_data` takes the preprocessing and class names of a :class:`DigitImageData` data module (or give
+    them to :meth:`set_preprocessing`); :meth:`export_pretrained` saves them with the network. The network's sizes
+    and the number of classes may be left to the data (``num_embeddings``, ``out_features``, ``num_classes``
+    null): they are then taken from it there, before the run; sizes given are checked against it.
 
     Args:
-        model: The network; its ``out_features`` must equal ``num_classes``.
-        num_classes: Number of classes.
+        model: The network; its ``out_features`` must equal ``num_classes`` (or be ``None``: one per class).
+        num_classes: Number of classes, or ``None`` for the network's ``out_features`` if given, else the data's.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         label_smoothing: Label smoothing of the cross-entropy, in [0, 1).
@@ -65,47 +74,105 @@ class ClassificationTask(LightningModule):
     def __init__(
         self,
         model: EmbeddingNet,
-        num_classes: int,
+        num_classes: int | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        if num_classes < 2:
+        if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if model.out_features != num_classes:
+        if None not in (num_classes, model.out_features) and model.out_features != num_classes:
             raise ValueError(f"the model has out_features={model.out_features} but num_classes={num_classes}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
         self.save_hyperparameters(ignore=["model"])
         self.model = model
-        self.num_classes = num_classes
+        self.num_classes: int | None = None
         self.lr = lr
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
+        self.test_confusion_matrix: list[list[int]] | None = None
+        self.preprocessing: DigitImagePreprocessing | None = None
+        self.class_names: list[str] | None = None
+        self._bound: weakref.ref | None = None  # the data module bound last, held weakly
+        if num_classes is not None or model.out_features is not None:
+            self._set_num_classes(num_classes or model.out_features)
+
+    def _set_num_classes(self, num_classes: int) -> None:
+        """Fix the number of classes and build the metrics that depend on it (once)."""
+        if self.num_classes is not None:
+            if num_classes != self.num_classes:
+                raise ValueError(f"the model has out_features={num_classes} but num_classes={self.num_classes}")
+            return
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.num_classes = num_classes
         self.accuracy = nn.ModuleDict(
             {stage: MulticlassAccuracy(num_classes, average="micro") for stage in ("val", "test")}
         )
         self.confusion = MulticlassConfusionMatrix(num_classes)
-        self.test_confusion_matrix: list[list[int]] | None = None
-        self.preprocessing: DigitImagePreprocessing | None = None
-        self.class_names: list[str] | None = None
 
     def set_preprocessing(self, preprocessing: DigitImagePreprocessing, class_names: Sequence[str]) -> None:
-        """Use ``preprocessing`` and ``class_names``: check them against the network, keep them for
-        :meth:`export_pretrained`."""
-        if len(class_names) != self.num_classes:
+        """Use ``preprocessing`` and ``class_names``: size the network from them (or check the sizes it was
+        given), keep them for :meth:`export_pretrained`."""
+        if self.num_classes is not None and len(class_names) != self.num_classes:
             raise ValueError(f"{len(class_names)} class names for num_classes={self.num_classes}: {list(class_names)}")
-        self.model.check_input_sizes(preprocessing.num_ids, 0)
+        self.model.set_sizes(preprocessing.num_ids, 0, len(class_names))
+        self._set_num_classes(len(class_names))
         self.preprocessing = preprocessing
         self.class_names = [str(name) for name in class_names]
 
-    def setup(self, stage: str) -> None:
-        """Take the preprocessing and class names of a :class:`DigitImageData` data module."""
-        datamodule = self.trainer.datamodule
+    def bind_data(self, datamodule: Any) -> None:
+        """Take the preprocessing and class names of a :class:`DigitImageData` data module (see
+        :meth:`set_preprocessing`). ``jointembed`` calls this before every run, so the network has its final shape
+        before any callback copies it (e.g. weight averaging); :meth:`setup` calls it otherwise. Binding the same
+        data module again does nothing.
+
+        Raises:
+            ValueError: A size given to the network (or ``num_classes``) that differs from the data's (both named),
+                or a network whose sizes are left to the data and a data module that does not tell them.
+        """
+        if self._bound is not None and self._bound() is datamodule:
+            return
         if isinstance(datamodule, DigitImageData):
             self.set_preprocessing(datamodule.image_preprocessing(), datamodule.class_names())
+        elif not self.model.sized:
+            raise ValueError(
+                f"the network leaves its sizes to the data (null), but the data module {type(datamodule).__name__} "
+                "does not tell them (image_preprocessing() and class_names(), see DigitImageData): give the "
+                "EmbeddingNet its sizes"
+            )
+        self._bound = weakref.ref(datamodule)
+
+    def setup(self, stage: str) -> None:
+        """Bind the trainer's data module, unless that was done before the run (see :meth:`bind_data`)."""
+        trainer = self._trainer
+        datamodule = trainer.datamodule if trainer is not None else None
+        if datamodule is None:
+            self.model.require_sizes()
+        else:
+            averaging = [c for c in trainer.callbacks if WeightAveraging is not None and isinstance(c, WeightAveraging)]
+            if averaging and not self.model.sized:  # its copy, made in its own setup, has no layers: fail loudly
+                raise ValueError(
+                    f"{type(averaging[0]).__name__} copied the task before the network's sizes were taken from the "
+                    "data: call task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
+                )
+            self.bind_data(datamodule)
+        self._set_num_classes(self.model.out_features)  # a network sized by hand, outside the task
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_bound"] = None  # a copy or pickle (weight averaging, spawned processes) binds its own data module
+        return state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Size a network that leaves its sizes to the data from the checkpoint's weights, so that
+        ``ClassificationTask.load_from_checkpoint(path, model=EmbeddingNet(...))`` needs no data."""
+        if not self.model.sized:
+            self.model.set_sizes_from_state_dict(checkpoint["state_dict"], prefix="model.")
+            self._set_num_classes(self.model.out_features)
 
     def to_classifier(self) -> DigitClassifier:
         """The network (shared, not copied) with its preprocessing and class names, for raw images.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +18,11 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
+
+try:  # Lightning >= 2.6
+    from lightning.pytorch.callbacks import WeightAveraging
+except ImportError:  # pragma: no cover
+    WeightAveraging = None
 
 from jointembed.data.housing_features import HousingFeaturizer
 from jointembed.models.embedding_net import EmbeddingNet
@@ -29,11 +35,12 @@ __all__ = ["RegressionTask", "FeaturizedData"]
 @runtime_checkable
 class FeaturizedData(Protocol):
     """A data module whose raw rows become model inputs through a fitted featurizer
-    (:class:`~jointembed.data.housing.HousingDataModule`). The task checks the network's sizes against it, takes
-    its target statistics, and saves it in the pretrained folder."""
+    (:class:`~jointembed.data.housing.HousingDataModule`). The task sizes the network from it (``num_ids``,
+    ``num_dense_features``) or checks the sizes it was given, takes its target statistics, and saves it in the
+    pretrained folder."""
 
     def fitted_featurizer(self) -> HousingFeaturizer:
-        """The featurizer fit on the training split (the data module is set up)."""
+        """The featurizer fit on the training split (the data module sets itself up first if it has not)."""
         ...
 
 
@@ -51,22 +58,25 @@ class RegressionTask(LightningModule):
     their own units (dollars for housing). The loss is the mean squared error of the standardised target
     ``(target - mean) / std``, so one learning rate suits any scale; the model's output is in standardised units
     and :meth:`predict` turns it back. ``mean`` and ``std`` are buffers (saved in checkpoints) set in
-    :meth:`setup` from the featurizer of a :class:`FeaturizedData` data module, else by :meth:`set_target_stats`.
+    :meth:`bind_data` from the featurizer of a :class:`FeaturizedData` data module, else by :meth:`set_target_stats`.
     That featurizer (or one given to :meth:`set_featurizer`) is what :meth:`export_pretrained` saves.
+
+    The network's sizes may be left to the data (``num_embeddings``, ``num_dense_features``, ``out_features``
+    null): :meth:`bind_data` builds it from the featurizer before the run; sizes it was given are checked there.
 
     Logged: ``train/loss``, ``val/loss``, ``val/rmse``, ``val/mae``, ``test/rmse``, ``test/mae`` in target
     units, and for every ``baseline_<name>`` prediction the batches carry (the housing data's linear
     least-squares fit), ``val/baseline_<name>_rmse`` … ``test/baseline_<name>_mae`` over the same rows.
 
     Args:
-        model: The network; it must have ``out_features=1``.
+        model: The network; it must have ``out_features=1`` (or ``None``: one output).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
     """
 
     def __init__(self, model: EmbeddingNet, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
         super().__init__()
-        if model.out_features != 1:
+        if model.out_features not in (None, 1):
             raise ValueError(f"a regression model needs out_features=1, got {model.out_features}")
         # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
         self.save_hyperparameters(ignore=["model"])
@@ -78,6 +88,7 @@ class RegressionTask(LightningModule):
         self.metrics = nn.ModuleDict({stage: _regression_metrics() for stage in ("val", "test")})
         self.baseline_metrics = nn.ModuleDict()
         self.featurizer: HousingFeaturizer | None = None
+        self._bound: weakref.ref | None = None  # the data module bound last, held weakly
 
     def set_target_stats(self, mean: float, std: float) -> None:
         """Set the target standardisation (the training split's mean and standard deviation)."""
@@ -87,17 +98,58 @@ class RegressionTask(LightningModule):
         self.target_std.fill_(float(std))
 
     def set_featurizer(self, featurizer: HousingFeaturizer) -> None:
-        """Use ``featurizer`` (fit on the training split): check the network's sizes, take its target statistics,
-        and keep it for :meth:`export_pretrained`."""
-        self.model.check_input_sizes(featurizer.num_ids, featurizer.num_dense_features)
+        """Use ``featurizer`` (fit on the training split): size the network from it (or check the sizes it was
+        given), take its target statistics, and keep it for :meth:`export_pretrained`."""
+        self.model.set_sizes(featurizer.num_ids, featurizer.num_dense_features, 1)
         self.set_target_stats(featurizer.target_mean, featurizer.target_std)
         self.featurizer = featurizer
 
-    def setup(self, stage: str) -> None:
-        """Take the featurizer of a :class:`FeaturizedData` data module (see :meth:`set_featurizer`)."""
-        datamodule = self.trainer.datamodule
+    def bind_data(self, datamodule: Any) -> None:
+        """Take the featurizer of a :class:`FeaturizedData` data module (see :meth:`set_featurizer`; the data
+        module fits it first if needed). ``jointembed`` calls this before every run, so the network has its final
+        shape before any callback copies it (e.g. weight averaging); :meth:`setup` calls it otherwise. Binding the
+        same data module again does nothing.
+
+        Raises:
+            ValueError: A size given to the network that differs from the data's (both named), or a network whose
+                sizes are left to the data and a data module that does not tell them.
+        """
+        if self._bound is not None and self._bound() is datamodule:
+            return
         if isinstance(datamodule, FeaturizedData):
             self.set_featurizer(datamodule.fitted_featurizer())
+        elif not self.model.sized:
+            raise ValueError(
+                f"the network leaves its sizes to the data (null), but the data module {type(datamodule).__name__} "
+                "has no fitted featurizer to tell them (see FeaturizedData): give the EmbeddingNet its sizes"
+            )
+        self._bound = weakref.ref(datamodule)
+
+    def setup(self, stage: str) -> None:
+        """Bind the trainer's data module, unless that was done before the run (see :meth:`bind_data`)."""
+        trainer = self._trainer
+        datamodule = trainer.datamodule if trainer is not None else None
+        if datamodule is None:
+            self.model.require_sizes()
+            return
+        averaging = [c for c in trainer.callbacks if WeightAveraging is not None and isinstance(c, WeightAveraging)]
+        if averaging and not self.model.sized:  # its copy, made in its own setup, has no layers: fail loudly
+            raise ValueError(
+                f"{type(averaging[0]).__name__} copied the task before the network's sizes were taken from the "
+                "data: call task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
+            )
+        self.bind_data(datamodule)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_bound"] = None  # a copy or pickle (weight averaging, spawned processes) binds its own data module
+        return state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Size a network that leaves its sizes to the data from the checkpoint's weights, so that
+        ``RegressionTask.load_from_checkpoint(path, model=EmbeddingNet(...))`` needs no data."""
+        if not self.model.sized:
+            self.model.set_sizes_from_state_dict(checkpoint["state_dict"], prefix="model.")
 
     def to_predictor(self) -> HousePricePredictor:
         """The network (shared, not copied) with its featurizer and this task's target statistics, for raw rows.

@@ -81,7 +81,7 @@ def test_bad_folders_raise_checkpoint_errors(classifier, tmp_path):
     with pytest.raises(CheckpointError, match="field 'version' is 2; this jointembed reads versions"):
         DigitClassifier.from_pretrained(folder)
     write({"class_names": ["0", "1"]})
-    with pytest.raises(CheckpointError, match="the network does not fit the classes .* 10 outputs but 2 class names"):
+    with pytest.raises(CheckpointError, match="fit the class_names and preprocessing: .* 10 outputs but 2 class"):
         DigitClassifier.from_pretrained(folder)
     write({"preprocessing": {**config["preprocessing"], "image_size": 28}})
     with pytest.raises(CheckpointError, match="field 'preprocessing': images of 28 pixels a side"):
@@ -97,3 +97,5 @@ def test_network_must_read_64_pixels_and_match_the_classes():
         DigitClassifier(EmbeddingNet(32, out_features=10), CLASS_NAMES)
     with pytest.raises(ValueError, match="3 outputs but 10 class names"):
         DigitClassifier(EmbeddingNet(64, out_features=3), CLASS_NAMES)
+    with pytest.raises(RuntimeError, match="leaves num_embeddings, out_features to the data"):
+        DigitClassifier(EmbeddingNet(None, out_features=None), CLASS_NAMES)

@@ -102,6 +102,9 @@ def test_bad_folders_raise_checkpoint_errors(predictor, tmp_path):
     write({"network": {**config["network"], "num_embeddings": 9}})
     with pytest.raises(CheckpointError, match="shape mismatch"):
         HousePricePredictor.from_pretrained(folder)
+    write({"network": {**config["network"], "num_dense_features": None}})
+    with pytest.raises(CheckpointError, match="'network' leaves num_dense_features null"):
+        HousePricePredictor.from_pretrained(folder)
     write({})
     weights = folder / WEIGHTS_NAME
     weights.write_bytes(weights.read_bytes()[:-40])
@@ -139,3 +142,5 @@ def test_network_must_fit_the_featurizer(predictor):
         HousePricePredictor(EmbeddingNet(9, out_features=1, num_dense_features=8), predictor.featurizer)
     with pytest.raises(ValueError, match="out_features=1"):
         HousePricePredictor(EmbeddingNet(16, out_features=2, num_dense_features=8), predictor.featurizer)
+    with pytest.raises(RuntimeError, match="leaves num_embeddings to the data .* no layers yet"):
+        HousePricePredictor(EmbeddingNet(None, out_features=1, num_dense_features=8), predictor.featurizer)

@@ -68,6 +68,60 @@ def test_model_that_does_not_match_the_data_fails_at_setup():
         _trainer(epochs=1).fit(task, datamodule=DigitsDataModule())
 
 
+def test_sizes_and_classes_left_to_the_data_come_from_it_once():
+    pl.seed_everything(0)
+    given = EmbeddingNet(64, out_features=10, embedding_dim=8, combiner="sum", hidden_sizes=[32])
+    pl.seed_everything(0)
+    task = ClassificationTask(EmbeddingNet(None, None, embedding_dim=8, combiner="sum", hidden_sizes=[32]), lr=1e-2)
+    assert task.num_classes is None and task.extra_test_metrics() == {}
+    dm = DigitsDataModule(batch_size=64)
+    task.bind_data(dm)
+    assert task.num_classes == 10 and task.model.get_config() == given.get_config()
+    for (name, a), b in zip(given.state_dict().items(), task.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)  # the same weights as sizes given by hand
+    weights = task.model.embedding.weight
+    trainer = _trainer(epochs=1)
+    trainer.fit(task, datamodule=dm)  # setup binds the same data module again: nothing changes
+    trainer.test(task, datamodule=dm, verbose=False)
+    assert task.model.embedding.weight is weights
+    assert len(task.extra_test_metrics()["test/confusion_matrix"]) == 10
+    # num_classes alone sizes the head; a plain Trainer binds in setup
+    alone = ClassificationTask(EmbeddingNet(None, None, embedding_dim=4, hidden_sizes=[]), num_classes=10)
+    _trainer(epochs=1).fit(alone, datamodule=dm)
+    assert (alone.model.num_embeddings, alone.model.out_features) == (64, 10)
+
+
+def test_sizes_given_that_differ_from_the_data_name_both():
+    dm = DigitsDataModule()
+    with pytest.raises(ValueError, match="10 class names for num_classes=3"):
+        ClassificationTask(EmbeddingNet(None, None), num_classes=3).bind_data(dm)
+    with pytest.raises(ValueError, match="10 class names for num_classes=4"):
+        ClassificationTask(EmbeddingNet(None, out_features=4)).bind_data(dm)
+    with pytest.raises(ValueError, match="produces 64 sparse IDs but the network's table has num_embeddings=50"):
+        ClassificationTask(EmbeddingNet(50, None)).bind_data(dm)
+    with pytest.raises(ValueError, match="does not tell them .* DigitImageData"):
+        ClassificationTask(EmbeddingNet(None, None)).bind_data(object())
+    with pytest.raises(RuntimeError, match="leaves num_embeddings, out_features to the data"):
+        _trainer(epochs=1).fit(ClassificationTask(EmbeddingNet(None, None)), train_dataloaders=_train_loader(dm))
+
+
+def _train_loader(dm: DigitsDataModule):
+    dm.setup("fit")
+    return dm.train_dataloader()
+
+
+def test_a_checkpoint_loads_into_a_network_that_leaves_its_sizes_to_the_data(tmp_path):
+    task = ClassificationTask(EmbeddingNet(None, None, embedding_dim=4, hidden_sizes=[8]))
+    trainer = _trainer(epochs=1)
+    trainer.fit(task, datamodule=DigitsDataModule())
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    fresh = EmbeddingNet(None, None, embedding_dim=4, hidden_sizes=[8])
+    loaded = ClassificationTask.load_from_checkpoint(tmp_path / "run.ckpt", model=fresh, weights_only=False)
+    assert loaded.num_classes == 10 and loaded.model.get_config() == task.model.get_config()
+    for (name, a), b in zip(task.model.state_dict().items(), loaded.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_format_confusion_matrix():
     assert format_confusion_matrix([[5, 0], [1, 12]]).splitlines() == [
         "true\\pred  0  1",

@@ -1,3 +1,4 @@
+import copy
 import csv
 import json
 import math
@@ -18,6 +19,7 @@ from jointembed.data.digits import DigitsDataModule
 from jointembed.data.housing import HousingDataModule
 from jointembed.models.embedding_net import EmbeddingNet
 from jointembed.models.house_price import HousePricePredictor
+from jointembed.nn import suggest_embedding_dim
 from jointembed.sparse import SparseBatch
 from jointembed.tasks.regression import FeaturizedData, RegressionTask
 
@@ -30,7 +32,7 @@ def _need_shipped_data() -> None:
         pytest.skip(f"the shipped copy of the housing data is not at {SHIPPED}")
 
 
-def _trainer(epochs: int) -> pl.Trainer:
+def _trainer(epochs: int, **kwargs) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
@@ -38,7 +40,19 @@ def _trainer(epochs: int) -> pl.Trainer:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **kwargs,
     )
+
+
+def _tiny_data(tmp_path: Path) -> HousingDataModule:
+    """240 + 60 synthetic rows; 4 x 4 grid cells and 3 income buckets: 19 sparse IDs, 8 dense features."""
+    folder = write_housing_folder(tmp_path / "data")
+    extra = {"median_income": 3}
+    return HousingDataModule(str(folder), batch_size=32, num_lat_buckets=4, num_lon_buckets=4, extra_buckets=extra)
+
+
+def _unsized() -> EmbeddingNet:
+    return EmbeddingNet(None, out_features=None, num_dense_features=None, combiner="sum", hidden_sizes=[8])
 
 
 def test_standardised_loss_and_predictions_in_target_units():
@@ -62,6 +76,64 @@ def test_standardised_loss_and_predictions_in_target_units():
 def test_model_must_have_one_output():
     with pytest.raises(ValueError, match="out_features=1"):
         RegressionTask(EmbeddingNet(4, out_features=2))
+
+
+@pytest.mark.filterwarnings("ignore:.*imputed")
+def test_sizes_left_to_the_data_come_from_its_featurizer_once(tmp_path):
+    dm = _tiny_data(tmp_path)
+    task = RegressionTask(_unsized())
+    task.bind_data(dm)  # the data module fits its featurizer first
+    config = task.model.get_config()
+    assert (config["num_embeddings"], config["num_dense_features"], config["out_features"]) == (19, 8, 1)
+    assert config["embedding_dim"] == suggest_embedding_dim(19)
+    assert task.featurizer is dm.featurizer and task.target_mean.item() == pytest.approx(dm.target_stats[0])
+    weights = task.model.embedding.weight
+    task.bind_data(dm)  # binding again (and the trainer's setup) changes nothing
+    _trainer(epochs=1).fit(task, datamodule=dm)
+    assert task.model.embedding.weight is weights
+    assert copy.deepcopy(task)._bound is None  # a copy (weight averaging makes one) does not carry the data
+
+
+@pytest.mark.filterwarnings("ignore:.*imputed")
+def test_a_plain_trainer_sizes_the_network_in_setup_and_explicit_sizes_are_checked(tmp_path):
+    dm = _tiny_data(tmp_path)
+    task = RegressionTask(_unsized())
+    _trainer(epochs=1).fit(task, datamodule=dm)
+    assert task.model.num_embeddings == 19
+    given = RegressionTask(EmbeddingNet(16, out_features=1, num_dense_features=None))
+    with pytest.raises(ValueError, match="produces 19 sparse IDs but the network's table has num_embeddings=16"):
+        given.bind_data(dm)
+    with pytest.raises(ValueError, match="has no fitted featurizer to tell them"):
+        RegressionTask(_unsized()).bind_data(DigitsDataModule())
+    with pytest.raises(RuntimeError, match="leaves num_embeddings, num_dense_features, out_features to the data"):
+        RegressionTask(_unsized()).predict(SparseBatch.from_lists([[0]]))
+
+
+@pytest.mark.filterwarnings("ignore:.*imputed")
+def test_weight_averaging_copies_the_network_at_its_final_size(tmp_path):
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    dm = _tiny_data(tmp_path)
+    with pytest.raises(ValueError, match=r"EMAWeightAveraging copied the task .* call task.bind_data\(datamodule\)"):
+        _trainer(epochs=1, callbacks=[EMAWeightAveraging()]).fit(RegressionTask(_unsized()), datamodule=dm)
+    task = RegressionTask(_unsized())
+    task.bind_data(dm)  # before the trainer, as jointembed does
+    averaging = EMAWeightAveraging()
+    _trainer(epochs=1, callbacks=[averaging]).fit(task, datamodule=dm)
+    averaged = averaging._average_model.module
+    assert [p.shape for p in averaged.model.parameters()] == [p.shape for p in task.model.parameters()]
+
+
+@pytest.mark.filterwarnings("ignore:.*imputed")
+def test_a_checkpoint_loads_into_a_network_that_leaves_its_sizes_to_the_data(tmp_path):
+    task = RegressionTask(_unsized())
+    trainer = _trainer(epochs=1)
+    trainer.fit(task, datamodule=_tiny_data(tmp_path))
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    loaded = RegressionTask.load_from_checkpoint(tmp_path / "run.ckpt", model=_unsized(), weights_only=False)
+    assert loaded.model.get_config() == task.model.get_config()
+    for (name, a), b in zip(task.state_dict().items(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.slow
