@@ -24,11 +24,44 @@ class SparseBatch:
         offsets: ``(B,)`` int64 start of each bag in ``values``; bag ``i`` is ``values[offsets[i]:offsets[i+1]]``
             (the last bag runs to the end). Empty bags repeat the next bag's offset.
         weights: ``(nnz,)`` float weights aligned with ``values``, or ``None`` (all weights 1).
+
+    Every way of building one checks that the offsets account for every ID exactly, IDs are non-negative and
+    weights finite (see :meth:`validate`), with vectorised reductions only; a malformed batch raises
+    ``ValueError`` where it is made instead of embedding the wrong IDs or NaN downstream.
     """
 
     values: torch.Tensor
     offsets: torch.Tensor
     weights: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        """Check the layout (and that IDs are non-negative and weights finite) so no malformed batch exists.
+
+        Raises:
+            ValueError: As :meth:`validate`, or a tensor of the wrong rank or dtype.
+        """
+        object.__setattr__(self, "values", _integer_vector(self.values, "values", "IDs"))
+        object.__setattr__(self, "offsets", _integer_vector(self.offsets, "offsets", "offsets"))
+        if self.weights is not None:
+            if not isinstance(self.weights, torch.Tensor):
+                raise ValueError(f"weights must be a tensor or None, got {type(self.weights).__name__}")
+            if self.weights.dtype == torch.bool or self.weights.is_complex():
+                raise ValueError(f"weights must be real numbers, got a tensor of dtype {self.weights.dtype}")
+            if self.weights.dim() != 1:
+                raise ValueError(f"weights must be 1-D, got shape {tuple(self.weights.shape)}")
+        self.validate()
+
+    @classmethod
+    def _from_checked_parts(
+        cls, values: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None
+    ) -> SparseBatch:
+        """A batch from parts already known to be consistent (taken from checked batches), skipping the checks:
+        moving a batch to the GPU must not cost a device synchronisation."""
+        batch = object.__new__(cls)
+        object.__setattr__(batch, "values", values)
+        object.__setattr__(batch, "offsets", offsets)
+        object.__setattr__(batch, "weights", weights)
+        return batch
 
     @classmethod
     def from_lists(
@@ -70,7 +103,8 @@ class SparseBatch:
         offsets = _offsets_from_lengths(torch.tensor(lengths, dtype=torch.long))
         w_tensor = None if flat_weights is None else torch.tensor(flat_weights, dtype=torch.float32)
         batch = cls(values, offsets, w_tensor)
-        batch.validate(num_values)
+        if num_values is not None:
+            batch.validate(num_values)
         return batch
 
     @classmethod
@@ -92,30 +126,68 @@ class SparseBatch:
             num_values: Size of the ID table; when given, IDs must be ``< num_values``.
 
         Raises:
-            ValueError: As :meth:`from_lists`, plus malformed offsets.
+            ValueError: As :meth:`from_lists`, plus lengths that do not add up to the number of IDs, offsets that
+                do not start at 0, decrease or run past the end, and non-integer lengths or offsets.
         """
         if (offsets is None) == (lengths is None):
             raise ValueError("give exactly one of offsets or lengths")
-        if values.dtype.is_floating_point or values.dtype == torch.bool or values.is_complex():
-            raise ValueError(f"IDs must be integers, got a tensor of dtype {values.dtype}")
-        if offsets is None:
-            offsets = _offsets_from_lengths(torch.as_tensor(lengths, dtype=torch.long))
-        batch = cls(values.long().flatten(), torch.as_tensor(offsets, dtype=torch.long).flatten(), weights)
-        batch.validate(num_values)
+        values = _integer_vector(torch.as_tensor(values).flatten(), "values", "IDs")
+        if lengths is not None:
+            lengths = _integer_vector(torch.as_tensor(lengths).flatten(), "lengths", "lengths")
+            offsets = _offsets_from_lengths(lengths)
+            total = int(lengths.sum())
+            if total != values.numel():
+                raise ValueError(
+                    f"lengths add up to {total} IDs but values holds {values.numel()}: "
+                    "the lengths must account for every ID exactly"
+                )
+        batch = cls(values, torch.as_tensor(offsets).flatten(), weights)
+        if num_values is not None:
+            batch.validate(num_values)
         return batch
 
     def validate(self, num_values: int | None = None) -> None:
-        """Check the invariants; raise ``ValueError`` naming the offending ID and its bag."""
-        n = self.values.numel()
-        if self.offsets.numel() > 0:
-            if int(self.offsets[0]) != 0:
-                raise ValueError(f"offsets must start at 0, got {int(self.offsets[0])}")
-            if bool((self.offsets[1:] < self.offsets[:-1]).any()) or int(self.offsets[-1]) > n:
-                raise ValueError(f"offsets must be non-decreasing and <= {n} (the number of IDs)")
-        elif n > 0:
+        """Check the invariants: offsets start at 0, never decrease and stay within ``values``; IDs are
+        non-negative (and ``< num_values`` when given); weights, if any, are finite and aligned with ``values``.
+
+        On success this costs a few vectorised reductions and one host synchronisation.
+
+        Raises:
+            ValueError: The first fault found, naming the bag and the offending offset, ID or weight.
+        """
+        n, num_bags = self.values.numel(), self.offsets.numel()
+        if num_bags == 0 and n > 0:
             raise ValueError(f"{n} IDs but no bags (offsets is empty)")
         if self.weights is not None and self.weights.shape != self.values.shape:
             raise ValueError(f"weights has shape {tuple(self.weights.shape)} but values has {tuple(self.values.shape)}")
+        faults = []
+        if num_bags:
+            faults += [self.offsets[0] != 0, (self.offsets[1:] < self.offsets[:-1]).any(), self.offsets[-1] > n]
+        if n:
+            low, high = torch.aminmax(self.values)
+            faults.append(low < 0)
+            if num_values is not None:
+                faults.append(high >= num_values)
+        if self.weights is not None and self.weights.is_floating_point():
+            faults.append(~torch.isfinite(self.weights).all())
+        if faults and bool(torch.stack(faults).any()):
+            self._raise_first_fault(num_values)
+
+    def _raise_first_fault(self, num_values: int | None) -> None:
+        """Find and report what :meth:`validate` found wrong (only runs when something is)."""
+        offsets, n = self.offsets, self.values.numel()
+        if int(offsets[0]) != 0:
+            raise ValueError(f"offsets must start at 0, got {int(offsets[0])}")
+        decreasing = (offsets[1:] < offsets[:-1]).nonzero()
+        if decreasing.numel():
+            bag = int(decreasing[0]) + 1
+            raise ValueError(
+                f"offsets decrease at bag {bag}: {int(offsets[bag - 1])} then {int(offsets[bag])}; "
+                "offsets must be non-decreasing"
+            )
+        if int(offsets[-1]) > n:
+            bag = int((offsets > n).nonzero()[0])
+            raise ValueError(f"offset {int(offsets[bag])} of bag {bag} is past the end of the {n} IDs")
         bad = self.values < 0
         if num_values is not None:
             bad |= self.values >= num_values
@@ -124,6 +196,11 @@ class SparseBatch:
             value, bag = int(self.values[pos]), self.bag_of(pos)
             valid = "non-negative" if num_values is None else f"in [0, {num_values})"
             raise ValueError(f"ID {value} in bag {bag} is out of range: IDs must be {valid}")
+        pos = int((~torch.isfinite(self.weights)).nonzero()[0])
+        raise ValueError(
+            f"weight {float(self.weights[pos])} of ID {int(self.values[pos])} in bag {self.bag_of(pos)} "
+            "is not finite: weights must be finite numbers"
+        )
 
     def bag_of(self, position: int) -> int:
         """Index of the bag holding ``values[position]``."""
@@ -152,12 +229,12 @@ class SparseBatch:
         )
         keep = position >= torch.repeat_interleave(lengths - k, lengths)
         weights = None if self.weights is None else self.weights[keep]
-        return SparseBatch(self.values[keep], _offsets_from_lengths(lengths.clamp(max=k)), weights)
+        return SparseBatch._from_checked_parts(self.values[keep], _offsets_from_lengths(lengths.clamp(max=k)), weights)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SparseBatch:
         """Copy of the batch on ``device``."""
         weights = None if self.weights is None else self.weights.to(device, non_blocking=non_blocking)
-        return SparseBatch(
+        return SparseBatch._from_checked_parts(
             self.values.to(device, non_blocking=non_blocking),
             self.offsets.to(device, non_blocking=non_blocking),
             weights,
@@ -166,7 +243,7 @@ class SparseBatch:
     def pin_memory(self) -> SparseBatch:
         """Copy in pinned memory, so DataLoader(pin_memory=True) works with this type."""
         weights = None if self.weights is None else self.weights.pin_memory()
-        return SparseBatch(self.values.pin_memory(), self.offsets.pin_memory(), weights)
+        return SparseBatch._from_checked_parts(self.values.pin_memory(), self.offsets.pin_memory(), weights)
 
     def to_dense(self, num_values: int | None = None) -> torch.Tensor:
         """``(B, num_values)`` multi-hot (or weighted) matrix, for debugging and small tables.
@@ -196,7 +273,7 @@ class SparseBatch:
         values = torch.cat([b.values for b in batches])
         offsets = _offsets_from_lengths(torch.cat([b.lengths() for b in batches]))
         weights = torch.cat([b.weights for b in batches]) if has_w == {True} else None
-        return SparseBatch(values, offsets, weights)
+        return SparseBatch._from_checked_parts(values, offsets, weights)
 
 
 def collate_sparse(examples: Sequence, num_values: int | None = None) -> SparseBatch:
@@ -241,7 +318,20 @@ def _bag_ids(bag, index: int) -> list[int]:
     return out
 
 
+def _integer_vector(tensor: torch.Tensor, name: str, what: str) -> torch.Tensor:
+    """``tensor`` as a 1-D int64 tensor; a float would be truncated silently, so it is refused."""
+    if not isinstance(tensor, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor, got {type(tensor).__name__}")
+    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"{what} must be integers, got a tensor of dtype {tensor.dtype}")
+    if tensor.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(tensor.shape)}")
+    return tensor.long()
+
+
 def _offsets_from_lengths(lengths: torch.Tensor) -> torch.Tensor:
-    if bool((lengths < 0).any()):
-        raise ValueError(f"bag lengths must be non-negative, got {lengths.tolist()}")
+    negative = (lengths < 0).nonzero()
+    if negative.numel():
+        bag = int(negative[0])
+        raise ValueError(f"bag lengths must be non-negative: length of bag {bag} is {int(lengths[bag])}")
     return torch.cumsum(lengths, 0) - lengths

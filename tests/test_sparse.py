@@ -100,3 +100,77 @@ def test_tail_keeps_the_last_ids_of_every_bag_with_their_weights():
     assert SparseBatch.from_lists([[1, 2, 3]]).tail(1).tolist() == [[3]]
     with pytest.raises(ValueError, match="k must be >= 1, got 0"):
         batch.tail(0)
+
+
+@pytest.mark.parametrize(
+    ("lengths", "match"),
+    [
+        ([1, 1], r"lengths add up to 2 IDs but values holds 3"),
+        ([2, 2], r"lengths add up to 4 IDs but values holds 3"),
+        ([2, -1, 2], r"length of bag 1 is -1"),
+    ],
+)
+def test_lengths_must_account_for_every_value(lengths, match):
+    with pytest.raises(ValueError, match=match):
+        SparseBatch.from_tensors(torch.tensor([1, 2, 3]), lengths=torch.tensor(lengths))
+
+
+@pytest.mark.parametrize(
+    ("offsets", "match"),
+    [
+        ([1, 2], r"offsets must start at 0, got 1"),
+        ([0, 2, 1], r"offsets decrease at bag 2: 2 then 1"),
+        ([0, 4], r"offset 4 of bag 1 is past the end of the 3 IDs"),
+    ],
+)
+def test_offsets_must_account_for_every_value(offsets, match):
+    values = torch.tensor([1, 2, 3])
+    with pytest.raises(ValueError, match=match):
+        SparseBatch.from_tensors(values, offsets=torch.tensor(offsets))
+    with pytest.raises(ValueError, match=match):  # the plain constructor checks as much
+        SparseBatch(values, torch.tensor(offsets))
+
+
+def test_fractional_lengths_and_offsets_are_not_truncated():
+    with pytest.raises(ValueError, match=r"lengths must be integers, got .*float"):
+        SparseBatch.from_tensors(torch.tensor([1, 2]), lengths=torch.tensor([1.9, 0.5]))
+    with pytest.raises(ValueError, match=r"offsets must be integers, got .*float"):
+        SparseBatch.from_tensors(torch.tensor([1, 2]), offsets=torch.tensor([0.0, 1.5]))
+
+
+def test_plain_constructor_checks_shapes_types_and_ids():
+    with pytest.raises(ValueError, match=r"values must be 1-D, got shape \(1, 2\)"):
+        SparseBatch(torch.tensor([[1, 2]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"IDs must be integers, got .*float"):
+        SparseBatch(torch.tensor([1.0]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"ID -2 in bag 1"):
+        SparseBatch(torch.tensor([1, -2]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"2 IDs but no bags"):
+        SparseBatch(torch.tensor([1, 2]), torch.zeros(0, dtype=torch.long))
+    batch = SparseBatch(torch.tensor([1, 2, 3], dtype=torch.int32), torch.tensor([0, 1], dtype=torch.int32))
+    assert batch.values.dtype == batch.offsets.dtype == torch.long and batch.tolist() == [[1], [2, 3]]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_must_be_finite(bad):
+    with pytest.raises(ValueError, match=rf"weight {bad} of ID 4 in bag 1 is not finite"):
+        SparseBatch.from_lists([[1, 2], [3, 4]], weights=[[1.0, 1.0], [1.0, bad]])
+    with pytest.raises(ValueError, match=rf"weight {bad} of ID 2 in bag 0"):
+        SparseBatch.from_tensors(torch.tensor([2]), lengths=torch.tensor([1]), weights=torch.tensor([bad]))
+    with pytest.raises(ValueError, match=rf"weight {bad} of ID 3 in bag 0"):
+        collate_sparse([([3], [bad])])
+
+
+def test_weights_must_be_real_numbers():
+    with pytest.raises(ValueError, match=r"weights must be real numbers, got .*bool"):
+        SparseBatch(torch.tensor([1]), torch.tensor([0]), torch.tensor([True]))
+
+
+def test_derived_batches_stay_consistent():
+    a = SparseBatch.from_lists([[1, 2, 3], []], weights=[[0.1, 0.2, 0.3], []])
+    b = SparseBatch.from_lists([[4]], weights=[[0.4]])
+    both = SparseBatch.concat([a, b])
+    assert both.tolist() == [[1, 2, 3], [], [4]] and both.weights.tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert both.tail(2).tolist() == [[2, 3], [], [4]]
+    for derived in (both, both.tail(1), both.to("cpu")):
+        derived.validate()

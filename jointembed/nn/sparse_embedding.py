@@ -94,8 +94,12 @@ class SparseEmbedding(nn.Module):
 
         Returns:
             ``(B, embedding_dim)`` one vector per bag.
+
+        Raises:
+            ValueError: An ID outside ``[0, num_embeddings)``; the message names the ID and its bag.
         """
         values, offsets = batch.values, batch.offsets
+        self._check_ids(batch)
         weights = batch.weights
         if weights is None:
             weights = torch.ones(values.shape, dtype=self.weight.dtype, device=values.device)
@@ -113,6 +117,21 @@ class SparseEmbedding(nn.Module):
             denom = denom.sqrt()
         # Empty bags sum to zero; dividing by 1 keeps them zero instead of NaN.
         return out / torch.where(denom == 0, torch.ones_like(denom), denom).unsqueeze(1)
+
+    def _check_ids(self, batch: SparseBatch) -> None:
+        """Refuse IDs outside the table, which ``nn.EmbeddingBag`` would report without the bag (or, on a GPU,
+        as a device-side assert); one min/max reduction and one synchronisation when all is well."""
+        values = batch.values
+        if values.numel() == 0:
+            return
+        low, high = torch.aminmax(values)
+        if not bool((low < 0) | (high >= self.num_embeddings)):
+            return
+        pos = int(((values < 0) | (values >= self.num_embeddings)).nonzero()[0])
+        raise ValueError(
+            f"ID {int(values[pos])} in bag {batch.bag_of(pos)} is out of range for this table of "
+            f"{self.num_embeddings} embeddings: IDs must be in [0, {self.num_embeddings})"
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, combiner={self.combiner!r}"

@@ -76,3 +76,14 @@ def test_sparse_gradients_train_with_sparse_adam():
 def test_bad_combiner():
     with pytest.raises(ValueError, match="combiner must be"):
         SparseEmbedding(5, 2, combiner="max")
+
+
+def test_ids_outside_the_table_raise_naming_bag_and_id():
+    layer = _layer("mean")  # 6 rows
+    with pytest.raises(ValueError, match=r"ID 7 in bag 1 is out of range for this table of 6 embeddings"):
+        layer(SparseBatch.from_lists([[1, 2], [3, 7]]))
+    batch = SparseBatch.from_lists([[1], [], [2, 3]])
+    batch.values[2] = -4  # tensors stay writable: the layer checks what it is given
+    with pytest.raises(ValueError, match=r"ID -4 in bag 2 .*IDs must be in \[0, 6\)"):
+        layer(batch)
+    assert layer(SparseBatch.from_lists([[0, 5], []])).shape == (2, 4)  # both ends of the table are fine
