@@ -6,10 +6,16 @@ Three layouts are understood, detected from the files in the folder:
   (``|``-separated, latin-1: ``id|title|release date|video release date|IMDb URL|`` + 19 genre flags, named
   by ``u.genre`` when present).
 - ``1m`` (ml-1m, ml-10m): ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``
-  (``MovieID::Title::Genres``, genres ``|``-separated, latin-1).
+  (``MovieID::Title::Genres``, genres ``|``-separated). ml-1m writes Latin-1 and ml-10m UTF-8 in the same
+  layout, so ``movies.dat`` is read as UTF-8 when the whole file is valid UTF-8 (Latin-1 text with accents
+  practically never is), else as Latin-1.
 - ``csv`` (ml-latest, ml-latest-small, ml-20m, ml-25m): ``ratings.csv`` (header
   ``userId,movieId,rating,timestamp``) and ``movies.csv`` (header ``movieId,title,genres``, titles quoted
   when they hold commas, UTF-8).
+
+Every file is read in the encoding its format defines and only bytes invalid there are refused; every row
+must hold exactly its format's fields (too many is refused like too few), IDs and timestamps must fit in 64
+bits and ratings be finite. Each fault is a ``DataFormatError`` naming the file and the line.
 
 Every kept rating is one "watch" event. The movie file is optional: without it titles and genres are
 ``None``. A rating of a movie missing from the movie file is kept, with title ``""`` and no genres.
@@ -47,6 +53,9 @@ ML100K_GENRES: tuple[str, ...] = (
 )  # fmt: skip
 
 _NO_GENRES = "(no genres listed)"
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
 
 Movies = dict[int, tuple[str, tuple[str, ...]]]  # raw movie ID -> (title, genres)
 
@@ -151,12 +160,37 @@ def _encode(raw: np.ndarray, extra: list[int]) -> tuple[np.ndarray, Vocabulary]:
 
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    """``(1-based line number, line without newline)`` of every non-blank line."""
-    with open(path, encoding=encoding, newline="") as f:
-        for number, line in enumerate(f, start=1):
+    """``(1-based line number, line without newline)`` of every non-blank line.
+
+    Lines are decoded one by one so that a byte invalid in ``encoding`` is reported with its line.
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as err:
+                name = encoding.removesuffix("-sig").upper()
+                text = raw.decode(encoding, errors="replace").rstrip("\r\n")
+                raise _error(
+                    path, number, f"byte {raw[err.start]:#04x} at column {err.start + 1} is not {name}", text
+                ) from err
             line = line.rstrip("\r\n")
             if line.strip():
                 yield number, line
+
+
+def _dat_encoding(path: Path) -> str:
+    """``utf-8`` for ml-10m's ``.dat`` files, ``latin-1`` for ml-1m's (same layout, see the module docstring)."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
+
+
+def _check_int64(path: Path, number: int, line: str, what: str, value: int) -> None:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise _error(path, number, f"{what} {value} does not fit in a 64-bit integer", line)
 
 
 def _error(path: Path, number: int, message: str, line: str) -> DataFormatError:
@@ -181,6 +215,14 @@ def _parse_ratings(
             raise _error(
                 path, number, f"expected integer IDs, a numeric rating and an integer time {layout}", line
             ) from err
+        if not (
+            _INT64_MIN <= user <= _INT64_MAX and _INT64_MIN <= item <= _INT64_MAX and _INT64_MIN <= time <= _INT64_MAX
+        ):
+            # one chained test per row keeps the common case cheap; then name the culprit
+            for what, value in (("user ID", user), ("movie ID", item), ("timestamp", time)):
+                _check_int64(path, number, line, what, value)
+        if not -_FLOAT32_MAX <= star <= _FLOAT32_MAX:  # also false for NaN
+            raise _error(path, number, f"rating {fields[2]!r} is not a finite 32-bit float", line)
         users.append(user)
         items.append(item)
         stars.append(star)
@@ -234,6 +276,7 @@ def _add_movie(movies: Movies, path: Path, number: int, line: str, raw: str, tit
         movie = int(raw)
     except ValueError as err:
         raise _error(path, number, f"movie ID {raw!r} is not an integer", line) from err
+    _check_int64(path, number, line, "movie ID", movie)
     if movie in movies:
         raise _error(path, number, f"movie ID {movie} appears a second time", line)
     movies[movie] = (title, genres)
@@ -253,17 +296,19 @@ def _read_movies(fmt: str, folder: Path) -> Movies:
             genres = tuple(name for name, flag in zip(names, fields[5:], strict=True) if flag == "1")
             _add_movie(movies, path, number, line, fields[0], fields[1], genres)
     elif fmt == "1m":
-        for number, line in _lines(path, "latin-1"):
-            raw, _, rest = line.partition("::")
-            title, sep, genre_text = rest.rpartition("::")  # a title may itself hold "::"
-            if not sep:
-                raise _error(path, number, "expected MovieID::Title::Genres", line)
-            _add_movie(movies, path, number, line, raw, title, _split_genres(genre_text))
+        for number, line in _lines(path, _dat_encoding(path)):
+            fields = line.split("::")  # GroupLens chose "::" as the separator because no title holds it
+            if len(fields) != 3:
+                raise _error(path, number, f"expected MovieID::Title::Genres, found {len(fields)} fields", line)
+            _add_movie(movies, path, number, line, fields[0], fields[1], _split_genres(fields[2]))
     else:
         rows = _lines(path, "utf-8-sig")
         _check_header(path, rows, "movieId,title,genres")
         for number, line in rows:
-            fields = next(csv.reader([line]))
+            try:  # strict: a stray quote is an error, not silently dropped
+                fields = next(csv.reader([line], strict=True))
+            except csv.Error as err:
+                raise _error(path, number, f"malformed CSV quoting ({err})", line) from err
             if len(fields) != 3:
                 raise _error(path, number, f"expected 3 fields movieId,title,genres, found {len(fields)}", line)
             _add_movie(movies, path, number, line, fields[0], fields[1], _split_genres(fields[2]))
@@ -281,10 +326,10 @@ def _genre_names_100k(folder: Path) -> tuple[str, ...]:
         return ML100K_GENRES
     named: dict[int, str] = {}
     for number, line in _lines(path, "latin-1"):
-        name, sep, index = line.rpartition("|")
-        if not sep or not index.isdigit():
+        fields = line.split("|")
+        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()):
             raise _error(path, number, "expected name|index", line)
-        named[int(index)] = name
+        named[int(fields[1])] = fields[0]
     if sorted(named) != list(range(len(named))):
         raise DataFormatError(f"{path}: genre indices must be 0..{len(named) - 1}, got {sorted(named)}")
     return tuple(named[i] for i in range(len(named)))

@@ -89,6 +89,24 @@ def test_min_rating_and_unwatched_movies(tmp_path):
         ("100k", "u.item", "40|Title|x||u|0|1\n", 4),
         ("1m", "movies.dat", "abc::Title::Drama\n", 4),
         ("csv", "movies.csv", "40,Title\n", 5),
+        # too many fields are refused like too few
+        ("100k", "u.data", "7\t10\t5\t100\t3\n", 6),
+        ("1m", "ratings.dat", "7::10::5::100::3\n", 6),
+        ("100k", "u.item", f"40|Title|x||u|{_flags(())}|0\n", 4),
+        ("1m", "movies.dat", "40::Title::Drama::Comedy\n", 4),
+        ("csv", "movies.csv", "40,Title,Drama,Comedy\n", 5),
+        # numbers that do not fit, or are not numbers
+        ("100k", "u.data", f"{2**70}\t10\t5\t100\n", 6),
+        ("1m", "ratings.dat", f"7::{2**70}::5::100\n", 6),
+        ("csv", "ratings.csv", f"7,10,5,{-(2**64)}\n", 7),
+        ("100k", "u.data", "7\t10\tnan\t100\n", 6),
+        ("csv", "ratings.csv", "7,10,inf,100\n", 7),
+        ("csv", "ratings.csv", "7,10,1e39,100\n", 7),  # finite, but not as the float32 it is stored in
+        ("100k", "u.item", f"{2**70}|Title|x||u|{_flags(())}\n", 4),
+        ("1m", "movies.dat", f"{2**70}::Title::Drama\n", 4),
+        ("csv", "movies.csv", f"{2**70},Title,Drama\n", 5),
+        # quoting the csv module would otherwise repair silently
+        ("csv", "movies.csv", '40,"Ti"tle,Drama\n', 5),
     ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, fmt, name, line, number):
@@ -133,4 +151,37 @@ def test_real_ml100k():
     assert (len(data), data.num_users, data.num_items) == (100_000, 943, 1_682)
     assert data.item_vocab.encode(1) is not None
     assert data.item_titles[data.item_vocab.encode(1)] == "Toy Story (1995)"
+    assert data.item_titles[data.item_vocab.encode(543)] == "Misérables, Les (1995)"  # u.item is Latin-1
     assert np.isin(data.ratings, [1, 2, 3, 4, 5]).all()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "number"), [("csv", "ratings.csv", 7), ("csv", "movies.csv", 5), ("1m", "ratings.dat", 6)]
+)
+def test_bytes_invalid_for_the_format_name_file_and_line(tmp_path, fmt, name, number):
+    folder = WRITERS[fmt](tmp_path / fmt)
+    with open(folder / name, "ab") as f:
+        f.write(b"40,Caf\xe9 (1993),Drama\n" if name == "movies.csv" else b"7\xff,10,5,100\n")
+    with pytest.raises(DataFormatError) as err:
+        read_movielens(folder)
+    assert name in str(err.value) and f"line {number}:" in str(err.value)
+
+
+def test_utf8_movies_dat_of_ml10m_reads_right(tmp_path):
+    """ml-10m keeps ml-1m's layout but writes UTF-8; ml-1m writes Latin-1 (covered by the round trip above)."""
+    folder = _write_1m(tmp_path / "ml-10m")
+    lines = [f"{m}::{title}::{'|'.join(g)}\n" for m, (title, g) in MOVIES.items()]
+    (folder / "movies.dat").write_text("".join(lines) + "40::Misérables, Les (1995)::Drama\n", encoding="utf-8")
+    titles = dict(zip(*(lambda d: (d.item_vocab.values, d.item_titles))(read_movielens(folder)), strict=True))
+    assert titles[30] == "Café, au lait (1993)"
+
+
+def test_genre_file_refuses_extra_fields(tmp_path):
+    folder = _write_100k(tmp_path / "100k")
+    lines = [f"{name}|{i}" for i, name in enumerate(ML100K_GENRES)]
+    (folder / "u.genre").write_text("\n".join(lines) + "\n")
+    assert read_movielens(folder).item_genres is not None
+    lines[1] = "Action|Adventure|1"
+    (folder / "u.genre").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"u.genre, line 2: expected name\|index"):
+        read_movielens(folder)
