@@ -153,3 +153,16 @@ def test_an_empty_training_manifest_stops_at_setup(workdir: Path) -> None:
     with pytest.raises(ValueError, match=r"empty\.jsonl: the training split has no rows; nothing to train on"):
         main(["fit", "--config", recipe, *args, *SHORT])
     assert not list(workdir.glob("runs/**/test_metrics.json"))
+
+
+def test_a_housing_row_with_an_extra_field_is_refused_not_shifted(tmp_path: Path) -> None:
+    """It was once read with income 472 and a target of $1.49."""
+    from jointembed.data.housing_features import read_housing_csv
+    from jointembed.errors import DataFormatError
+
+    source = REPO / "datasets" / "california_housing" / "california_housing_train.csv"
+    header = source.read_text().splitlines()[0]
+    path = tmp_path / "h.csv"
+    path.write_text(f"{header}\n-114.31,34.19,15,5612,,1283,1015,472,1.4936,66900\n")
+    with pytest.raises(DataFormatError, match=r"h\.csv, line 2: expected 9 fields, got 10"):
+        read_housing_csv(path)

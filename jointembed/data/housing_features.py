@@ -102,8 +102,9 @@ def read_housing_csv(path: str | os.PathLike, on_missing: OnMissing = "impute") 
             split's median); ``"error"`` raises at the first missing feature.
 
     Raises:
-        DataFormatError: A missing column, a row with too few fields, text that is not a finite number, a missing
-            target, or (``on_missing="error"``) a missing feature; the message names the file, line and column.
+        DataFormatError: A missing column, a row with too few or too many fields, text that is not a finite
+            number, a missing target, or (``on_missing="error"``) a missing feature; the message names the file,
+            line and column.
     """
     header, values, lines = read_csv_columns(path, CSV_COLUMNS, on_missing)
     return HousingTable(Path(path), values[:, :-1], values[:, -1], lines, header)
@@ -142,7 +143,7 @@ def read_csv_columns(
         for line, fields in enumerate(reader, start=2):
             if not fields:  # a blank line
                 continue
-            if len(fields) < len(header):
+            if len(fields) != len(header):  # too many shifts the columns as surely as too few
                 raise DataFormatError(f"{path}, line {line}: expected {len(header)} fields, got {len(fields)}")
             rows.append([parse_number(fields[p], f"{path}, line {line}", header[p], on_missing) for p in positions])
             lines.append(line)
