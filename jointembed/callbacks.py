@@ -68,3 +68,22 @@ class RandomStateCheckpoint(Callback):
         np.random.set_state((numpy_state[0], np.asarray(numpy_state[1], dtype=np.uint32), *numpy_state[2:]))
         python_state = state_dict["python"]
         random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+
+
+def refuse_unsized_copy(trainer: Any, sized: bool) -> None:
+    """Raise when a weight-averaging callback has already copied a model whose sizes are still to come from the
+    data (its copy, made in the callback's own setup, has no layers): the data must be bound before the run.
+
+    Raises:
+        ValueError: Such a callback is present and the model is not sized yet.
+    """
+    try:  # Lightning >= 2.6
+        from lightning.pytorch.callbacks import WeightAveraging
+    except ImportError:  # pragma: no cover
+        return
+    copies = [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]
+    if copies and not sized:
+        raise ValueError(
+            f"{type(copies[0]).__name__} copied the model before its sizes were taken from the data: call "
+            "task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
+        )

@@ -12,6 +12,7 @@ base of the networks that leave a run as a pretrained folder with whatever reads
 
 from __future__ import annotations
 
+import abc
 import inspect
 import os
 from collections.abc import Mapping, Sequence
@@ -323,7 +324,7 @@ def load_network(
     return network.to(map_location)
 
 
-class PretrainedEmbeddingNet(nn.Module):
+class PretrainedEmbeddingNet(nn.Module, abc.ABC):
     """A trained :class:`EmbeddingNet` with what reads its raw inputs (a featurizer, an image preprocessing),
     saved and loaded as one pretrained folder (see :mod:`jointembed.pretrained`):
 
@@ -348,22 +349,22 @@ class PretrainedEmbeddingNet(nn.Module):
         network.require_sizes()
         self.network = network
 
+    @abc.abstractmethod
     def parts_config(self) -> dict[str, Any]:
         """The settings of everything the folder holds besides the network, as JSON types, by argument name."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def parts_from_config(cls, config: Mapping[str, Any], where: Path) -> dict[str, Any]:
         """The constructor's keyword arguments besides the network, from ``config.json`` (read from ``where``).
 
         Raises:
             CheckpointError: A malformed field; the message names ``where`` and the field.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def model_card(self, folder: Path, metrics: Mapping[str, Any] | None) -> str:
         """The ``README.md`` of the folder (see :func:`jointembed.pretrained.model_card`)."""
-        raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
         """The ``config.json`` content: format, version, network arguments and the parts' settings."""

@@ -19,11 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-try:  # Lightning >= 2.6
-    from lightning.pytorch.callbacks import WeightAveraging
-except ImportError:  # pragma: no cover
-    WeightAveraging = None
-
+from jointembed.callbacks import refuse_unsized_copy
 from jointembed.data.digit_images import DigitImagePreprocessing
 from jointembed.models.digit_classifier import DigitClassifier
 from jointembed.models.embedding_net import EmbeddingNet
@@ -153,12 +149,7 @@ class ClassificationTask(LightningModule):
         if datamodule is None:
             self.model.require_sizes()
         else:
-            averaging = [c for c in trainer.callbacks if WeightAveraging is not None and isinstance(c, WeightAveraging)]
-            if averaging and not self.model.sized:  # its copy, made in its own setup, has no layers: fail loudly
-                raise ValueError(
-                    f"{type(averaging[0]).__name__} copied the task before the network's sizes were taken from the "
-                    "data: call task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
-                )
+            refuse_unsized_copy(trainer, self.model.sized)
             self.bind_data(datamodule)
         self._set_num_classes(self.model.out_features)  # a network sized by hand, outside the task
 

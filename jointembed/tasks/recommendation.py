@@ -27,11 +27,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
-try:  # Lightning >= 2.6
-    from lightning.pytorch.callbacks import WeightAveraging
-except ImportError:  # pragma: no cover
-    WeightAveraging = None
-
+from jointembed.callbacks import refuse_unsized_copy
 from jointembed.losses.sampled_softmax import CatalogueLoss, catalogue_losses, create_catalogue_loss
 from jointembed.metrics.ranking import evaluate_rankings
 from jointembed.models.recommender import Recommender
@@ -248,12 +244,7 @@ class RecommendationTask(LightningModule):
         trainer = self._trainer
         datamodule = trainer.datamodule if trainer is not None else None
         if datamodule is not None:
-            copies = [c for c in trainer.callbacks if WeightAveraging is not None and isinstance(c, WeightAveraging)]
-            if copies and not self.model.sized:  # its copy, made in its own setup, has no tables: fail loudly
-                raise ValueError(
-                    f"{type(copies[0]).__name__} copied the model before its sizes were taken from the data: call "
-                    "task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
-                )
+            refuse_unsized_copy(trainer, self.model.sized)
             self.bind_data(datamodule)
         elif not self.model.sized:
             raise ValueError(

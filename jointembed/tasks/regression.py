@@ -19,11 +19,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
-try:  # Lightning >= 2.6
-    from lightning.pytorch.callbacks import WeightAveraging
-except ImportError:  # pragma: no cover
-    WeightAveraging = None
-
+from jointembed.callbacks import refuse_unsized_copy
 from jointembed.data.housing_features import HousingFeaturizer
 from jointembed.models.embedding_net import EmbeddingNet
 from jointembed.models.house_price import HousePricePredictor
@@ -132,12 +128,7 @@ class RegressionTask(LightningModule):
         if datamodule is None:
             self.model.require_sizes()
             return
-        averaging = [c for c in trainer.callbacks if WeightAveraging is not None and isinstance(c, WeightAveraging)]
-        if averaging and not self.model.sized:  # its copy, made in its own setup, has no layers: fail loudly
-            raise ValueError(
-                f"{type(averaging[0]).__name__} copied the task before the network's sizes were taken from the "
-                "data: call task.bind_data(datamodule) before trainer.fit (jointembed fit does), or give the sizes"
-            )
+        refuse_unsized_copy(trainer, self.model.sized)
         self.bind_data(datamodule)
 
     def __getstate__(self) -> dict[str, Any]:

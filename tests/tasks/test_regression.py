@@ -114,7 +114,7 @@ def test_weight_averaging_copies_the_network_at_its_final_size(tmp_path):
     from lightning.pytorch.callbacks import EMAWeightAveraging
 
     dm = _tiny_data(tmp_path)
-    with pytest.raises(ValueError, match=r"EMAWeightAveraging copied the task .* call task.bind_data\(datamodule\)"):
+    with pytest.raises(ValueError, match=r"EMAWeightAveraging copied the model .* call task.bind_data\(datamodule\)"):
         _trainer(epochs=1, callbacks=[EMAWeightAveraging()]).fit(RegressionTask(_unsized()), datamodule=dm)
     task = RegressionTask(_unsized())
     task.bind_data(dm)  # before the trainer, as jointembed does
