@@ -10,6 +10,7 @@ format (``config.json``: format, version, the model's arguments at their final s
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import warnings
@@ -220,11 +221,9 @@ def _plain_key(key: Any) -> ItemKey:
     """
     if isinstance(key, str):
         return str(key)
-    try:
-        if not isinstance(key, bool):
+    if not isinstance(key, bool):
+        with contextlib.suppress(TypeError):  # not an integer type: refused below
             return operator.index(key)
-    except TypeError:
-        pass
     raise ValueError(f"item keys must be ints or strs, got {key!r} ({type(key).__name__})")
 
 
