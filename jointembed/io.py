@@ -16,6 +16,7 @@ __all__ = [
     "atomic_write_json",
     "give_ordinary_permissions",
     "remove_leftovers",
+    "atomic_write_folder",
 ]
 
 
@@ -76,3 +77,57 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     """Atomically write ``obj`` as JSON to ``path`` (serialised before the file is touched)."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
     return atomic_write_text(path, text)
+
+
+def atomic_write_folder(folder: str | os.PathLike, write: Callable[[Path], None], marker: str) -> Path:
+    """Write a whole folder atomically: built in a temporary sibling folder, then renamed into place.
+
+    An existing ``folder`` is moved aside, the new one renamed in, and the old one removed only afterwards, so
+    an interrupted save (exception, Ctrl-C, kill) leaves the previous folder whole; a later save removes what a
+    killed one left behind.
+
+    Args:
+        folder: Destination (created with its parents).
+        write: Called with the temporary folder; it must write every file there, ``marker`` last.
+        marker: The file that makes a folder complete (``config.json``, ``index.json``). An existing folder
+            without it that holds other files is not replaced: it is not ours to delete.
+
+    Returns:
+        The destination folder.
+
+    Raises:
+        NotADirectoryError / FileExistsError: ``folder`` is a file, or a folder of other files.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} exists and is not a folder; cannot save there")
+    if folder.is_dir() and not (folder / marker).is_file() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is a folder with other files and no {marker}: not replacing it")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        write(tmp)
+        if not (tmp / marker).is_file():
+            raise RuntimeError(f"the folder writer did not write {marker}")
+        give_ordinary_permissions(tmp)
+        _swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _swap_into_place(new: Path, folder: Path) -> None:
+    """Rename ``new`` to ``folder``; an existing ``folder`` is moved aside first and removed only afterwards."""
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+    os.replace(folder, old / "previous")
+    try:
+        os.replace(new, folder)
+    except BaseException:
+        os.replace(old / "previous", folder)  # put the previous folder back
+        raise
+    shutil.rmtree(old, ignore_errors=True)

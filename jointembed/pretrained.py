@@ -20,8 +20,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jointembed.errors import CheckpointError
-from jointembed.io import give_ordinary_permissions, remove_leftovers
+from jointembed.io import atomic_write_folder
 
 __all__ = [
     "CONFIG_NAME",
@@ -99,11 +97,8 @@ def write_folder(
     Returns:
         The destination folder.
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         if extra is not None:
             extra(tmp)
         content = config(tmp) if callable(config) else config
@@ -114,33 +109,8 @@ def write_folder(
         if card is not None:
             (tmp / CARD_NAME).write_text(card, encoding="utf-8")
         (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")  # last: a folder with a config is complete
-        give_ordinary_permissions(tmp)
-        _swap_into_place(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
 
-
-def _swap_into_place(new: Path, folder: Path) -> None:
-    """Rename ``new`` to ``folder``; an existing ``folder`` is moved aside first and removed only afterwards."""
-    if not folder.exists():
-        os.replace(new, folder)
-        return
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} exists and is not a folder; cannot save a pretrained model there")
-    if not (folder / CONFIG_NAME).is_file() and any(folder.iterdir()):
-        raise FileExistsError(
-            f"{folder} is a folder with other files and no {CONFIG_NAME}: not replacing it with a pretrained model"
-        )
-    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-    os.replace(folder, old / "previous")
-    try:
-        os.replace(new, folder)
-    except BaseException:
-        os.replace(old / "previous", folder)  # put the previous folder back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    return atomic_write_folder(folder, write, marker=CONFIG_NAME)
 
 
 def read_config(folder: str | os.PathLike, expected_format: str, supported_versions: tuple[int, ...]) -> dict:
