@@ -7,7 +7,14 @@ failures apart can.
 
 from __future__ import annotations
 
-__all__ = ["DataFormatError", "VocabularyFormatError", "CheckpointError", "UnknownItemError"]
+__all__ = [
+    "DataFormatError",
+    "VocabularyFormatError",
+    "CheckpointError",
+    "UnknownItemError",
+    "IndexFileError",
+    "ModelMismatchError",
+]
 
 
 class DataFormatError(ValueError):
@@ -28,3 +35,13 @@ class UnknownItemError(KeyError):
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
         return str(self.args[0]) if self.args else ""
+
+
+class IndexFileError(ValueError):
+    """A saved search index is missing a file, truncated, tampered with, or of another format or version; the
+    message names the folder and the file."""
+
+
+class ModelMismatchError(ValueError):
+    """Vectors of one model met another: a search index made by a different model (or of another dimension)
+    than the one embedding the queries or the new entries; the message names both."""

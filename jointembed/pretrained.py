@@ -18,6 +18,7 @@ safetensors and JSON only (a Lightning ``.ckpt`` is read with ``torch.load(weigh
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import warnings
@@ -46,6 +47,7 @@ __all__ = [
     "resolve_folder",
     "read_lightning_checkpoint",
     "model_card",
+    "model_fingerprint",
 ]
 
 CONFIG_NAME = "config.json"
@@ -75,6 +77,18 @@ def state_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
     """``module.state_dict()`` as contiguous CPU tensors, each with its own storage (safetensors refuses shared
     memory, e.g. an encoder used by two fields or tied tables)."""
     return {key: value.detach().cpu().contiguous().clone() for key, value in module.state_dict().items()}
+
+
+def model_fingerprint(module: nn.Module) -> str:
+    """``"sha256:<hex>"`` of a model's weights (every ``state_dict`` entry: name, dtype, shape and bytes, in key
+    order). Equal for a model and its copy loaded from a pretrained folder; a search index keeps it to tell
+    which model made its vectors."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def write_folder(
