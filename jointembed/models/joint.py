@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from jointembed.data.media import BadMediaError
 from jointembed.encoders.base import Encoder
 from jointembed.errors import CheckpointError
 from jointembed.modalities.base import Modality, one_thread
@@ -50,7 +51,15 @@ from jointembed.pretrained import (
 )
 from jointembed.registry import create_modality, get_encoder_class, get_modality_class, list_modalities
 
-__all__ = ["JointEmbeddingModel", "ZeroShot", "Classification", "FORMAT", "FORMAT_VERSION", "CHECKPOINT_KEY"]
+__all__ = [
+    "JointEmbeddingModel",
+    "ZeroShot",
+    "Classification",
+    "Readable",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CHECKPOINT_KEY",
+]
 
 FORMAT = "jointembed.joint"
 FORMAT_VERSION = 2
@@ -82,21 +91,53 @@ class Classification(NamedTuple):
     scores: torch.Tensor
 
 
-class _Raw(Dataset):
-    """Raw values → loaded values by a unit (so decoding can run in DataLoader workers)."""
+class Readable(NamedTuple):
+    """What :meth:`JointEmbeddingModel.embed_readable` returns: ``vectors (m, D)`` of the values that could be
+    read, ``indices`` ``(m,)`` of those values in the input, and ``skipped``: ``(index, message)`` of the rest."""
 
-    def __init__(self, values: Sequence[Any], unit: Modality, field: str) -> None:
-        self.values, self.unit, self.field = values, unit, field
+    vectors: torch.Tensor | np.ndarray
+    indices: list[int]
+    skipped: list[tuple[int, str]]
+
+
+class _Bad(NamedTuple):
+    index: int
+    message: str
+
+
+class _Raw(Dataset):
+    """Raw values → ``(index, loaded value)`` by a unit (so decoding can run in DataLoader workers); with
+    ``skip_bad`` a file that cannot be read becomes a :class:`_Bad` instead of an error."""
+
+    def __init__(self, values: Sequence[Any], unit: Modality, field: str, skip_bad: bool = False) -> None:
+        self.values, self.unit, self.field, self.skip_bad = values, unit, field, skip_bad
 
     def __len__(self) -> int:
         return len(self.values)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> tuple[int, Any]:
         try:
             with one_thread():
-                return self.unit.load(self.values[index])
+                return index, self.unit.load(self.values[index])
+        except BadMediaError as error:
+            if self.skip_bad:
+                return index, _Bad(index, str(error))
+            raise
         except (TypeError, ValueError) as error:
             raise type(error)(f"{self.field}[{index}]: {error}") from error
+
+
+class _Collate:
+    """Collates the loaded values with the unit, keeping their indices and setting the unreadable ones aside."""
+
+    def __init__(self, unit: Modality) -> None:
+        self.unit = unit
+
+    def __call__(self, items: Sequence[tuple[int, Any]]) -> tuple[list[int], Any, list[_Bad]]:
+        good = [(i, value) for i, value in items if not isinstance(value, _Bad)]
+        bad = [value for _, value in items if isinstance(value, _Bad)]
+        batch = self.unit.collate([value for _, value in good]) if good else None
+        return [i for i, _ in good], batch, bad
 
 
 class JointEmbeddingModel(nn.Module):
@@ -250,6 +291,37 @@ class JointEmbeddingModel(nn.Module):
             ValueError / BadMediaError: A value that cannot be read; the message names the field and index or
                 the file.
         """
+        return self._embed(field_values, batch_size, device, output, progress, num_workers, skip_bad=False).vectors
+
+    def embed_readable(
+        self,
+        *,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        output: Literal["torch", "numpy"] = "torch",
+        progress: bool | None = None,
+        num_workers: int = 0,
+        **field_values: Sequence[Any],
+    ) -> Readable:
+        """:meth:`embed` for collections with unreadable files in them: a file that is missing, truncated or not
+        an image/audio file is set aside with its message instead of stopping the run (other bad values, such
+        as a wrong type, still raise).
+
+        Returns:
+            :class:`Readable`: the vectors of the values that were read, their indices, and the skipped ones.
+        """
+        return self._embed(field_values, batch_size, device, output, progress, num_workers, skip_bad=True)
+
+    def _embed(
+        self,
+        field_values: Mapping[str, Sequence[Any]],
+        batch_size: int,
+        device: str | torch.device | None,
+        output: str,
+        progress: bool | None,
+        num_workers: int,
+        skip_bad: bool,
+    ) -> Readable:
         if len(field_values) != 1:
             raise TypeError(f"embed takes exactly one field, e.g. embed(audio=[...]); fields: {self.modalities}")
         ((field, values),) = field_values.items()
@@ -262,18 +334,26 @@ class JointEmbeddingModel(nn.Module):
         if device is not None:
             self.to(device)
         loader = DataLoader(
-            _Raw(values, unit, field), batch_size=batch_size, num_workers=num_workers, collate_fn=unit.collate
+            _Raw(values, unit, field, skip_bad),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_Collate(unit),
         )
         show = progress if progress is not None else len(loader) > 20
         was_training = self.training
         self.eval()
+        parts, indices, skipped = [], [], []
         try:
             with torch.no_grad():
-                parts = [encoder(batch).float().cpu() for batch in _maybe_progress(loader, show, field)]
+                for kept, batch, bad in _maybe_progress(loader, show, field):
+                    skipped.extend((b.index, b.message) for b in bad)
+                    if kept:
+                        parts.append(encoder(batch).float().cpu())
+                        indices.extend(kept)
         finally:
             self.train(was_training)
         result = torch.cat(parts) if parts else torch.zeros(0, self.output_dim)
-        return result.numpy() if output == "numpy" else result
+        return Readable(result.numpy() if output == "numpy" else result, indices, skipped)
 
     @staticmethod
     def similarity(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Tensor:
