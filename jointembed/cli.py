@@ -31,6 +31,13 @@ COMMANDS: dict[str, Command] = {
     "validate": Command("Run the validation loop of a recipe on a checkpoint.", _LIGHTNING),
     "test": Command("Run the test loop of a recipe and write test_metrics.json.", _LIGHTNING),
     "predict": Command("Run the predict loop of a recipe on a checkpoint.", _LIGHTNING),
+    "embed": Command(
+        "Embed files, manifests and texts with a trained model, into an index or .npy files.",
+        "jointembed.commands.embed:run",
+    ),
+    "search": Command(
+        "Find the index entries nearest a text, recording, image or IDs.", "jointembed.commands.search:run"
+    ),
 }
 
 _USAGE = """\
@@ -44,6 +51,9 @@ commands:
 Run 'jointembed COMMAND --help' for a command's options, for example:
   jointembed fit --config recipes/digits.yaml
   jointembed fit --config recipes/digits.yaml --print_config
+  jointembed embed --model runs/digits_multimodal/version_0/pretrained \\
+      --manifest datasets/digits_four_ways/test.jsonl --index digits-index
+  jointembed search --model runs/digits_multimodal/version_0/pretrained --index digits-index --text seven
 """
 
 
