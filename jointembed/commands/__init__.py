@@ -1,0 +1,1 @@
+"""The shell commands after training: ``embed``, ``search``, ``export`` (one module each)."""
