@@ -38,6 +38,9 @@ COMMANDS: dict[str, Command] = {
     "search": Command(
         "Find the index entries nearest a text, recording, image or IDs.", "jointembed.commands.search:run"
     ),
+    "export": Command(
+        "Draw an embedding space: TensorBoard projector files and a 2-D map PNG.", "jointembed.commands.export:run"
+    ),
 }
 
 _USAGE = """\
