@@ -99,12 +99,14 @@ def _search(args: argparse.Namespace) -> int:
         chosen = [m for m in present if args.modality is None or m in args.modality]
         if args.modality and (unknown := [m for m in args.modality if m not in present]):
             raise UserError(f"--modality {' '.join(unknown)}: the index holds {', '.join(present)}")
-        groups = sorted(chosen, key=lambda m: m == own)  # other modalities first: the point of a joint space
-    results = []
+        groups = chosen
+    found = []
     for group in groups:
         modality = group if group is not None else args.modality
-        hits = index.search(vector, args.k, modality=modality, filter=where)
-        results += [(rank, hit) for rank, hit in enumerate(hits, start=1)]
+        found.append((group, index.search(vector, args.k, modality=modality, filter=where)))
+    # other modalities first (what a joint space is for), nearest group first; the query's own modality last
+    found.sort(key=lambda item: (item[0] == own, -(item[1][0].score if item[1] else -2.0)))
+    results = [(rank, hit) for _, hits in found for rank, hit in enumerate(hits, start=1)]
     if args.json:
         rows = [
             {"rank": r, "key": h.key, "modality": h.modality, "score": h.score, "metadata": h.metadata}
@@ -118,20 +120,22 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _table(results: Sequence[tuple[int, Any]]) -> str:
-    header = ("rank", "key", "modality", "score", "metadata")
-    rows = [header]
-    for rank, hit in results:
-        meta = {k: v for k, v in hit.metadata.items() if k not in ("field", "manifest")}
-        text = json.dumps(meta, ensure_ascii=False)
-        rows.append(
-            (str(rank), str(hit.key), hit.modality, f"{hit.score:.3f}", text[:70] + ("…" if len(text) > 70 else ""))
-        )
-    if len(rows) == 1:
+    if not results:
         return "(no entry passes the filters)"
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4] for row in rows
-    )
+    hidden = {"field", "manifest", "value", "row", "label", "label_name"}  # the key and label columns show them
+    rows = [("rank", "key", "modality", "score", "label", "metadata")]
+    for rank, hit in results:
+        meta = hit.metadata
+        label = meta.get("label_name", meta.get("label", ""))
+        rest = json.dumps({k: v for k, v in meta.items() if k not in hidden}, ensure_ascii=False)
+        rest = "" if rest == "{}" else rest[:60] + ("…" if len(rest) > 60 else "")
+        rows.append((str(rank), _short(str(hit.key)), hit.modality, f"{hit.score:.3f}", str(label), rest))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def run(argv: Sequence[str]) -> int:
