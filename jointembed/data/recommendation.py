@@ -330,6 +330,12 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
             return None
         return self.interactions.item_vocab.values
 
+    @property
+    def item_metadata(self) -> dict[str, list[Any]] | None:
+        """``{"watches": N training watches per item}``, kept with the exported model for maps of the item space
+        (``None`` until the data is loaded)."""
+        return None if self.item_counts is None else {"watches": self.item_counts.tolist()}
+
     def setup(self, stage: str | None = None) -> None:
         """Load and split once (every stage shares the split; a recommendation task calls this before the run to
         size its model, and Lightning's later calls do nothing)."""
@@ -488,3 +494,13 @@ class MovieWorldDataModule(InteractionsDataModule):
         """Generate the world (kept in ``self.world`` with its true aspects)."""
         self.world = generate_movie_world(**self.world_args)
         return self.world.interactions
+
+    @property
+    def item_metadata(self) -> dict[str, list[Any]] | None:
+        """The training watches and each movie's true aspects (``children_adult``, ``blockbuster_arthouse``,
+        ``hidden_0``...; 4 decimals), so a map of the exported model can be coloured by them."""
+        metadata = super().item_metadata
+        if metadata is None or self.world is None:
+            return metadata
+        aspects = np.round(self.world.movie_aspects.astype(np.float64), 4)
+        return metadata | {name: aspects[:, i].tolist() for i, name in enumerate(self.world.aspect_names)}

@@ -5,7 +5,9 @@
 ``<log_dir>/pretrained``) and answers with :class:`ItemScore` lists; it builds the model's inputs (the history
 bag and, with ``recent_items``, the recent-watches bag) exactly as the data module did in training. The folder's
 format (``config.json``: format, version, the model's arguments at their final sizes, ``recent_items``,
-``item_keys``, ``item_titles``) is written and read here, for both classes.
+``item_keys``, ``item_titles`` and, optionally, ``item_metadata``: named columns of one JSON value per item, such
+as the training watches or a synthetic world's true aspects, for maps of the item space) is written and read
+here, for both classes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import operator
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -68,6 +70,7 @@ class PretrainedRecommender:
         item_keys: ``N`` distinct raw keys in ID order, or ``None`` to key items by their IDs.
         item_titles: ``N`` titles in ID order, or ``None``.
         recent_items: Latest watches in the user-feature bag (0: the model takes no user features).
+        item_metadata: ``{column: N values in ID order}`` (JSON scalars: numbers, strings, ``None``), or ``None``.
     """
 
     def __init__(
@@ -76,17 +79,20 @@ class PretrainedRecommender:
         item_keys: Sequence[ItemKey] | None = None,
         item_titles: Sequence[str] | None = None,
         recent_items: int = 0,
+        item_metadata: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         model.require_sizes()
         num_items = model.num_items
         keys = list(range(num_items)) if item_keys is None else [_plain_key(key) for key in item_keys]
         titles = None if item_titles is None else list(item_titles)
+        metadata = _plain_metadata(item_metadata)
         catalogue = {"model": model.config, "recent_items": recent_items, "item_keys": keys, "item_titles": titles}
-        _check_catalogue(catalogue)
+        _check_catalogue({**catalogue, "item_metadata": metadata})
         self.model = model.eval()
         self.item_keys: list[ItemKey] = keys
         self.item_titles: list[str] | None = titles
         self.recent_items = recent_items
+        self.item_metadata: dict[str, list[Any]] | None = metadata
         self._ids = {key: i for i, key in enumerate(keys)}
         self._titles: dict[str, list[int]] = {}
         for i, title in enumerate(self.item_titles or []):
@@ -99,12 +105,16 @@ class PretrainedRecommender:
         """Load a folder written by :meth:`Recommender.save_pretrained` (or ``jointembed fit``'s
         ``<log_dir>/pretrained``); arguments and errors as :meth:`Recommender.from_pretrained`."""
         model, config = read_pretrained(path, strict, map_location)
-        return cls(model, config["item_keys"], config["item_titles"], config["recent_items"])
+        return cls(
+            model, config["item_keys"], config["item_titles"], config["recent_items"], config.get("item_metadata")
+        )
 
     def save_pretrained(self, folder: str | os.PathLike, card: str | None = None) -> Path:
         """Write the model and its catalogue as a pretrained folder (see :meth:`Recommender.save_pretrained`)."""
         keys = None if self.item_keys == list(range(self.model.num_items)) else self.item_keys
-        return self.model.save_pretrained(folder, keys, self.item_titles, card, recent_items=self.recent_items)
+        return self.model.save_pretrained(
+            folder, keys, self.item_titles, card, recent_items=self.recent_items, item_metadata=self.item_metadata
+        )
 
     def item_id(self, key: ItemKey) -> int:
         """The item ID of a raw key or a title.
@@ -227,11 +237,40 @@ def _plain_key(key: Any) -> ItemKey:
     raise ValueError(f"item keys must be ints or strs, got {key!r} ({type(key).__name__})")
 
 
+def _plain_metadata(item_metadata: Mapping[str, Sequence[Any]] | None) -> dict[str, list[Any]] | None:
+    """Item metadata as ``{str: list}`` (numpy columns become lists of Python scalars), or ``None``."""
+    if item_metadata is None:
+        return None
+    if not isinstance(item_metadata, Mapping):
+        raise ValueError(f"item_metadata must map column names to value lists, got {type(item_metadata).__name__}")
+    return {
+        str(name): values.tolist() if hasattr(values, "tolist") else list(values)
+        for name, values in item_metadata.items()
+    }
+
+
+def _check_item_metadata(metadata: Any, num_items: int) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise ValueError(f"field 'item_metadata' must be an object of columns, got {type(metadata).__name__}")
+    for name, values in metadata.items():
+        if not isinstance(values, list) or len(values) != num_items:
+            size = len(values) if isinstance(values, list) else type(values).__name__
+            raise ValueError(
+                f"field 'item_metadata' column {name!r} must list the model's {num_items} items, got {size}"
+            )
+        bad = next((v for v in values if v is not None and not isinstance(v, (int, float, str))), None)
+        if bad is not None:
+            raise ValueError(f"field 'item_metadata' column {name!r} holds {bad!r}; only numbers, strs and null")
+
+
 def _check_catalogue(config: dict[str, Any]) -> None:
     """Check the catalogue fields of a pretrained config against its ``model`` field.
 
     Raises:
-        ValueError: A field of the wrong type or length, repeated keys, or an impossible ``recent_items``.
+        ValueError: A field of the wrong type or length, repeated keys, an impossible ``recent_items``, or item
+            metadata that is not a column of JSON scalars per item.
     """
     num_items = config["model"]["num_items"]
     for field in ("item_keys", "item_titles"):
@@ -249,6 +288,7 @@ def _check_catalogue(config: dict[str, Any]) -> None:
             raise ValueError(f"field 'item_keys' repeats the key {repeated!r}; keys must be distinct")
     if config["item_titles"] is not None and not all(isinstance(t, str) for t in config["item_titles"]):
         raise ValueError("field 'item_titles' must hold strs only")
+    _check_item_metadata(config.get("item_metadata"), num_items)
     recent = config["recent_items"]
     if isinstance(recent, bool) or not isinstance(recent, int) or recent < 0:
         raise ValueError(f"field 'recent_items' must be an integer >= 0, got {recent!r}")
@@ -266,6 +306,7 @@ def write_pretrained(
     item_titles: Sequence[str] | None,
     card: str | None,
     recent_items: int,
+    item_metadata: Mapping[str, Sequence[Any]] | None = None,
 ) -> Path:
     """Check the catalogue and write ``model``'s folder; see :meth:`Recommender.save_pretrained`."""
     config = {
@@ -276,6 +317,9 @@ def write_pretrained(
         "item_keys": None if item_keys is None else [_plain_key(key) for key in item_keys],
         "item_titles": None if item_titles is None else [str(title) for title in item_titles],
     }
+    metadata = _plain_metadata(item_metadata)
+    if metadata is not None:  # absent rather than null: folders without it stay as they were
+        config["item_metadata"] = metadata
     _check_catalogue(config)
     return write_folder(folder, config, state_for_saving(model), card=card)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -375,12 +375,13 @@ class Recommender(nn.Module):
         item_titles: Sequence[str] | None = None,
         card: str | None = None,
         recent_items: int = 0,
+        item_metadata: Mapping[str, Sequence[Any]] | None = None,
     ) -> Path:
         """Write a pretrained folder (atomically; see :func:`jointembed.pretrained.write_folder`).
 
         ``config.json`` holds ``{"format": "jointembed.recommender", "version": 1, "model": <constructor
-        arguments, with the final sizes>, "recent_items", "item_keys", "item_titles"}``; ``model.safetensors`` the
-        weights. Loading it needs no data.
+        arguments, with the final sizes>, "recent_items", "item_keys", "item_titles"}`` (plus ``"item_metadata"``
+        when given); ``model.safetensors`` the weights. Loading it needs no data.
 
         Args:
             folder: Destination; an existing folder is replaced only once the new one is complete.
@@ -390,6 +391,8 @@ class Recommender(nn.Module):
             card: ``README.md`` text (see :func:`jointembed.pretrained.model_card`), or ``None``.
             recent_items: How many latest watches the data module put in the user-feature bag
                 (``InteractionsDataModule.recent_items``), so inference builds the same inputs; 0 for none.
+            item_metadata: ``{column: N values in ID order}`` (numbers, strs or ``None``) kept for maps of the
+                item space (``jointembed export``), e.g. training watches or a synthetic world's true aspects.
 
         Returns:
             The folder.
@@ -402,7 +405,7 @@ class Recommender(nn.Module):
         from jointembed.models.pretrained_recommender import write_pretrained  # it imports this module
 
         self.require_sizes()
-        return write_pretrained(self, folder, item_keys, item_titles, card, recent_items)
+        return write_pretrained(self, folder, item_keys, item_titles, card, recent_items, item_metadata)
 
     @classmethod
     def from_pretrained(

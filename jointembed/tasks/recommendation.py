@@ -12,7 +12,7 @@ What the task takes from its data module, each through a small runtime-checkable
 :class:`~jointembed.data.recommendation.InteractionsDataModule` offers all four): the table sizes
 (:class:`CatalogueSizes`), the training count of each item for a ``unigram`` proposal (:class:`ItemCounts`), the
 baselines' test metrics (:class:`Baselines`) and the item keys and titles of the exported folder
-(:class:`ItemCatalogue`).
+(:class:`ItemCatalogue`), with any per-item metadata to keep beside them (:class:`ItemMetadata`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from jointembed.pretrained import model_card
 from jointembed.registry import get_loss_class
 from jointembed.sparse import SparseBatch
 
-__all__ = ["RecommendationTask", "CatalogueSizes", "ItemCounts", "Baselines", "ItemCatalogue"]
+__all__ = ["RecommendationTask", "CatalogueSizes", "ItemCounts", "Baselines", "ItemCatalogue", "ItemMetadata"]
 
 
 @runtime_checkable
@@ -96,6 +96,20 @@ class ItemCatalogue(Protocol):
     def item_titles(self) -> list[str] | None: ...
 
     recent_items: int
+
+
+@runtime_checkable
+class ItemMetadata(Protocol):
+    """Per-item facts a data module gives the exported folder, for maps of the item space (``jointembed export``
+    colours the items by them).
+
+    Attributes:
+        item_metadata: ``{column: N values in ID order}`` (numbers, strs or ``None``; e.g. training watches, a
+            synthetic world's true aspects), or ``None``.
+    """
+
+    @property
+    def item_metadata(self) -> dict[str, Any] | None: ...
 
 
 class RecommendationTask(LightningModule):
@@ -364,8 +378,9 @@ class RecommendationTask(LightningModule):
         Args:
             folder: Destination (replaced atomically).
             metrics: Test metrics for the model card.
-            catalogue: Where the item keys, titles and ``recent_items`` come from; by default the trainer's data
-                module. Without one the items are keyed by their IDs (with a warning).
+            catalogue: Where the item keys, titles and ``recent_items`` (and the item metadata, when it is also an
+                :class:`ItemMetadata`) come from; by default the trainer's data module. Without one the items are
+                keyed by their IDs (with a warning).
 
         Returns:
             The folder.
@@ -381,6 +396,7 @@ class RecommendationTask(LightningModule):
         keys = None if catalogue is None else catalogue.item_keys
         titles = None if catalogue is None else catalogue.item_titles
         recent = 0 if catalogue is None else catalogue.recent_items
+        metadata = catalogue.item_metadata if isinstance(catalogue, ItemMetadata) else None
         example = [0, 1, 2] if keys is None else keys[:3]
         usage = (
             "from jointembed.models.pretrained_recommender import PretrainedRecommender\n\n"
@@ -404,7 +420,7 @@ class RecommendationTask(LightningModule):
                 "item keys": "raw keys of the data" if keys is not None else "item IDs",
             },
         )
-        return self.model.save_pretrained(folder, keys, titles, card, recent_items=recent)
+        return self.model.save_pretrained(folder, keys, titles, card, recent_items=recent, item_metadata=metadata)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         tables = self.model.embedding_parameters()

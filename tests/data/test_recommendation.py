@@ -260,3 +260,15 @@ def test_movielens_recipe_on_ml100k(tmp_path):
     assert len(recommended) == 10 and not {item.key for item in recommended} & set(watched)
     assert all(isinstance(item.key, int) and item.title.endswith(")") for item in recommended)  # "Title (1977)"
     assert recommender.recommend(["Star Wars (1977)", "181", 1], k=10) == recommended
+
+
+def test_the_exported_movie_world_model_keeps_each_movies_watches_and_true_aspects(tmp_path):
+    data = MovieWorldDataModule(num_movies=40, num_users=60, mean_watches=6, num_hidden_aspects=1)
+    task = RecommendationTask(Recommender(None, embedding_dim=4, num_user_features=None), compare_baselines=False)
+    task.bind_data(data)  # sets the data up; the export reads the catalogue from it
+    folder = task.export_pretrained(tmp_path / "pretrained", catalogue=data)
+    metadata = PretrainedRecommender.from_pretrained(folder).item_metadata
+    assert list(metadata) == ["watches", "children_adult", "blockbuster_arthouse", "hidden_0"]
+    assert metadata["watches"] == data.item_counts.tolist()
+    aspects = np.array([metadata[name] for name in data.world.aspect_names]).T
+    np.testing.assert_allclose(aspects, data.world.movie_aspects, atol=5e-5)  # kept to 4 decimals

@@ -217,3 +217,22 @@ def test_a_folder_that_leaves_sizes_to_the_data_is_refused(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="leaves num_items or num_user_features to the data"):
         Recommender.from_pretrained(folder)
+
+
+def test_item_metadata_travels_with_the_folder_and_bad_columns_are_named(tmp_path):
+    metadata = {"watches": np.arange(12), "children_adult": np.linspace(-1, 1, 12).round(4), "genre": ["x"] * 12}
+    folder = _catalogue_model().save_pretrained(tmp_path / "rec", KEYS, TITLES, item_metadata=metadata)
+    loaded = PretrainedRecommender.from_pretrained(folder)
+    assert loaded.item_metadata == {name: list(values) for name, values in metadata.items()}
+    loaded.save_pretrained(tmp_path / "copy")  # a saved copy keeps it
+    assert PretrainedRecommender.from_pretrained(tmp_path / "copy").item_metadata == loaded.item_metadata
+    plain = _catalogue_model().save_pretrained(tmp_path / "plain")
+    assert "item_metadata" not in json.loads((plain / "config.json").read_text())  # absent, not null
+    with pytest.raises(ValueError, match="column 'watches' must list the model's 12 items, got 3"):
+        _catalogue_model().save_pretrained(tmp_path / "bad", item_metadata={"watches": [1, 2, 3]})
+    with pytest.raises(ValueError, match=r"column 'tags' holds \['a'\]; only numbers, strs and null"):
+        _catalogue_model().save_pretrained(tmp_path / "bad", item_metadata={"tags": [["a"]] * 12})
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "item_metadata": {"watches": [1]}}))
+    with pytest.raises(CheckpointError, match="config.json: field 'item_metadata' column 'watches'"):
+        PretrainedRecommender.from_pretrained(folder)
