@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "PretrainedRecommender": "jointembed.models.pretrained_recommender",
     "ItemScore": "jointembed.models.pretrained_recommender",
     "UnknownItemError": "jointembed.errors",
+    "EmbeddingIndex": "jointembed.search.index",
 }
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "PretrainedRecommender",
     "ItemScore",
     "UnknownItemError",
+    "EmbeddingIndex",
 ]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real names
@@ -119,6 +121,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
         list_losses,
         list_modalities,
     )
+    from jointembed.search.index import EmbeddingIndex
     from jointembed.sparse import SparseBatch, collate_sparse
     from jointembed.vocab import Vocabulary
 
