@@ -29,6 +29,11 @@ class CheckpointError(ValueError):
     """A saved model folder is missing files, has the wrong format, or does not match the model's parameters."""
 
 
+class PredictionFormatError(ValueError):
+    """A folder of prediction shards is incomplete (a rank did not finish), holds a truncated, corrupt or stray
+    shard, or a row twice; the message names the shard or index file."""
+
+
 class UnknownItemError(KeyError):
     """A raw item key or title that is not in a recommender's catalogue (or names several items); the message
     names it. A ``KeyError``, as a failed lookup is."""

@@ -3,7 +3,9 @@
 Any ``LightningModule`` and ``LightningDataModule`` can be named in a recipe with ``class_path``/``init_args``;
 the package's own tasks and data modules are imported here so that their short class names work too.
 After ``fit`` the model is tested when the data module has a test split, and every test run writes its metrics
-to ``test_metrics.json`` in the run's log directory.
+to ``test_metrics.json`` in the run's log directory. ``predict`` writes its outputs as shards through an
+:class:`~jointembed.embedding_writer.EmbeddingWriter` (``<log_dir>/predictions`` unless a prediction writer is
+configured), keeping none in memory.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import yaml
 from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from jointembed.callbacks import DivergenceGuard, RandomStateCheckpoint
+from jointembed.embedding_writer import EmbeddingWriter
 from jointembed.io import atomic_write_json
 from jointembed.pretrained import ExportsPretrained
 from jointembed.recipe_files import resolve_recipe
@@ -37,10 +41,18 @@ class BindsData(Protocol):
     def bind_data(self, datamodule: LightningDataModule) -> None: ...
 
 
+@runtime_checkable
+class RestoresInputs(Protocol):
+    """A task whose checkpoints carry its fitted input units (e.g. an ID vocabulary), to be taken before the data
+    is bound when predicting with one."""
+
+    def restore_inputs(self, checkpoint_path: str) -> None: ...
+
+
 class JointEmbedCLI(LightningCLI):
     """``LightningCLI`` that binds the data to the task before every run, stops a fit whose loss is not finite
     (:class:`~jointembed.callbacks.DivergenceGuard`), tests after fitting, writes ``test_metrics.json`` after
-    every test run and the pretrained folder after fitting."""
+    every test run and the pretrained folder after fitting, and writes predict outputs as shards."""
 
     def _bind(self) -> None:
         # Before the trainer starts: callbacks such as EMAWeightAveraging copy the model in their own setup,
@@ -63,7 +75,17 @@ class JointEmbedCLI(LightningCLI):
         self._bind()
 
     def before_predict(self) -> None:
+        """Take the checkpoint's input units, bind the data, add the default prediction writer when none is
+        configured, and keep no predictions in memory (the writer has them)."""
+        config = self.config_init[self.subcommand]
+        checkpoint = config.get("ckpt_path")
+        if isinstance(self.model, RestoresInputs) and checkpoint and Path(checkpoint).is_file():
+            self.model.restore_inputs(checkpoint)
         self._bind()
+        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(EmbeddingWriter())
+        if config.get("return_predictions") is None:
+            config["return_predictions"] = False
 
     def after_fit(self) -> None:
         """Test the trained model (the best checkpoint by the monitored metric, else the final weights) if the

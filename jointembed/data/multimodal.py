@@ -211,14 +211,17 @@ class MultimodalLoader(DataLoader):
 
 
 _SPLITS = ("train", "val", "test")
+PREDICT = "predict"
 
 
 class MultimodalDataModule(LightningDataModule):
-    """Train/val/test multimodal data from manifests (see :mod:`jointembed.data.manifest` for the format).
+    """Train/val/test/predict multimodal data from manifests (see :mod:`jointembed.data.manifest` for the format).
 
     Give either ``train`` (and optionally ``val``, ``test``) manifests, or one ``manifest`` and a seeded
-    ``split``. Labels map to indices over every split (integers as they are, strings by sorted order);
-    :attr:`label_names` names them, e.g. for zero-shot prompts.
+    ``split``; a ``predict`` manifest may come with either, or alone (to embed it with a trained model). Labels
+    map to indices over the train/val/test splits (integers as they are, strings by sorted order);
+    :attr:`label_names` names them, e.g. for zero-shot prompts. The predict split needs no labels (any it has
+    are ignored) and never shapes the units: an ids vocabulary is fitted on the training split only.
 
     The columns are fields of a model: :meth:`bind` gives the units that parse and load them. The contrastive
     task binds its model's units before training; a data module used on its own binds default units (the types
@@ -228,6 +231,8 @@ class MultimodalDataModule(LightningDataModule):
         train: Training manifest (``.jsonl``/``.json``/``.csv``).
         val: Validation manifest.
         test: Test manifest.
+        predict: Manifest to embed (``jointembed predict``): served in manifest order, each batch's ``"row"``
+            holding the examples' manifest rows and ``"present"`` the fields each has.
         manifest: One manifest to split, instead of ``train``/``val``/``test``.
         split: ``(train, val, test)`` fractions of ``manifest``, summing to 1.
         split_by: ``"group"`` (e.g. a speaker) or ``"label"`` keeps each value's rows in one split; ``None``
@@ -249,6 +254,7 @@ class MultimodalDataModule(LightningDataModule):
         train: str | None = None,
         val: str | None = None,
         test: str | None = None,
+        predict: str | None = None,
         manifest: str | None = None,
         split: tuple[float, float, float] = (0.8, 0.1, 0.1),
         split_by: str | None = "group",
@@ -261,8 +267,11 @@ class MultimodalDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if (manifest is None) == (train is None and val is None and test is None):
-            raise ValueError("give either train/val/test manifests or one manifest to split, not both or neither")
+        named = train is not None or val is not None or test is not None
+        if manifest is not None and named:
+            raise ValueError("give either train/val/test manifests or one manifest to split, not both")
+        if manifest is None and not named and predict is None:
+            raise ValueError("give either train/val/test manifests or one manifest to split (or a predict manifest)")
         if split_by not in (None, "group", "label"):
             raise ValueError(f"split_by must be None, 'group' or 'label', got {split_by!r}")
         if on_bad_file not in ("error", "skip"):
@@ -276,22 +285,22 @@ class MultimodalDataModule(LightningDataModule):
 
     def _read_splits(self) -> dict[str, tuple[Manifest, list[ManifestRow]]]:
         hp = self.hparams
+        out = {}
         if hp.manifest is not None:
             whole = read_manifest(hp.manifest)
             parts = split_rows(whole.rows, hp.split, hp.seed, hp.split_by)
-            return {name: (whole, list(part)) for name, part in zip(_SPLITS, parts, strict=True)}
-        out = {}
-        for name in _SPLITS:
-            if hp[name] is not None:
+            out = {name: (whole, list(part)) for name, part in zip(_SPLITS, parts, strict=True)}
+        for name in (*_SPLITS, PREDICT):
+            if hp.get(name) is not None:
                 read = read_manifest(hp[name])
                 out[name] = (read, list(read.rows))
         return out
 
     def _prepare(self) -> dict[str, tuple[Manifest, list[ManifestRow]]]:
-        """Read (once) the manifests, and build the label and group mappings."""
+        """Read (once) the manifests, and build the label and group mappings (of every split but predict)."""
         if self._manifests is None:
             manifests = self._read_splits()
-            every = [row for _, rows in manifests.values() for row in rows]
+            every = [row for name, (_, rows) in manifests.items() if name != PREDICT for row in rows]
             self.labels = ClassIndex((row.label for row in every), self.hparams.label_names)
             self.groups = ClassIndex(row.group for row in every)
             self._manifests = manifests
@@ -339,25 +348,34 @@ class MultimodalDataModule(LightningDataModule):
 
         Raises:
             DataFormatError: A cell the unit cannot parse (file, row and column named).
-            ValueError: The training split has no row with any of the fields (the message lists the fields and
-                the manifest's columns).
+            ValueError: The training or predict split has no row with any of the fields (the message lists the
+                fields and the manifest's columns), or the predict split has values of a field whose unit is
+                not fitted and no other split fits it.
         """
         fields = dict(fields)
         manifests = self._prepare()
         parsed = {name: self._parse(manifest, rows, fields, name) for name, (manifest, rows) in manifests.items()}
-        if "train" in parsed and not parsed["train"]:
-            manifest = manifests["train"][0]
-            if not manifests["train"][1]:
-                raise ValueError(f"{manifest.path}: the training split has no rows; nothing to train on")
-            raise ValueError(
-                f"{manifest.path}: no training row has any of the model's fields {sorted(fields)}; the manifest "
-                f"has the columns {list(manifest.columns)}"
-            )
-        every = [ex for part in parsed.values() for ex in part]
+        for name, said, what in (("train", "training", "nothing to train on"), (PREDICT, PREDICT, "nothing to embed")):
+            if name in parsed and not parsed[name]:
+                manifest = manifests[name][0]
+                if not manifests[name][1]:
+                    raise ValueError(f"{manifest.path}: the {said} split has no rows; {what}")
+                raise ValueError(
+                    f"{manifest.path}: no {said} row has any of the model's fields {sorted(fields)}; the manifest "
+                    f"has the columns {list(manifest.columns)}"
+                )
+        # What is embedded must not change how it is looked up: the predict split never fits a unit.
+        every = [ex for name, part in parsed.items() if name != PREDICT for ex in part]
         for field_name, unit in fields.items():
             if not unit.fitted:
                 values = [ex.values[field_name] for ex in parsed.get("train", every) if field_name in ex.values]
                 unit.fit(values, [ex.values[field_name] for ex in every if field_name in ex.values])
+            if not unit.fitted and any(field_name in ex.values for ex in parsed.get(PREDICT, ())):
+                raise ValueError(
+                    f"{manifests[PREDICT][0].path}: field {field_name!r} needs its {unit.registry_name} input fitted "
+                    "(e.g. an ID vocabulary) and the predict split does not fit it: use a trained model's units "
+                    "(jointembed predict --ckpt_path restores them) or give the training manifest"
+                )
         self._check(manifests, parsed, fields)
         self.fields = fields
         self.datasets = {
@@ -411,7 +429,10 @@ class MultimodalDataModule(LightningDataModule):
             if not values:
                 dropped += 1
                 continue
-            examples.append(Example(row.row, values, self.labels.index(row.label), self.groups.index(row.group)))
+            if split == PREDICT:  # labels of rows to embed are not looked up: they may be unknown, or absent
+                examples.append(Example(row.row, values))
+            else:
+                examples.append(Example(row.row, values, self.labels.index(row.label), self.groups.index(row.group)))
         if dropped:
             warnings.warn(
                 f"{manifest.path} ({split}): dropped {dropped} row(s) with none of the fields {sorted(fields)}",
@@ -452,3 +473,8 @@ class MultimodalDataModule(LightningDataModule):
     def test_dataloader(self) -> MultimodalLoader | list:
         """Test batches in manifest order (an empty list when there is no test split)."""
         return self._loader("test")
+
+    def predict_dataloader(self) -> MultimodalLoader | list:
+        """Batches of the predict manifest in manifest order, never shuffled (an empty list when it was not given);
+        ``batch["row"]`` ``(B,)`` holds each example's manifest row, ``batch["present"]`` its fields."""
+        return self._loader(PREDICT)

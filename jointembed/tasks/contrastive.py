@@ -30,10 +30,11 @@ from torch import nn
 
 from jointembed.data.multimodal import LabelledData, MultimodalDataModule
 from jointembed.distributed import gather_no_grad, gather_with_grad, is_distributed, rank, world_size
+from jointembed.errors import CheckpointError
 from jointembed.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from jointembed.models.joint import CHECKPOINT_KEY, JointEmbeddingModel
 from jointembed.pretrained import model_card, read_lightning_checkpoint
-from jointembed.registry import create_loss
+from jointembed.registry import create_loss, get_modality_class
 
 __all__ = ["ContrastiveTask", "pair_name", "select_pair", "positives_from_labels", "format_results_table"]
 
@@ -215,6 +216,29 @@ class ContrastiveTask(LightningModule):
         if datamodule is not None and datamodule is not self._bound_datamodule():
             self.bind_data(datamodule)
 
+    def restore_inputs(self, checkpoint_path: str | os.PathLike) -> None:
+        """Take the fitted input units saved in a checkpoint of this task (e.g. an ID vocabulary), so data read to
+        predict with it is looked up as in training, whatever splits the data module has. ``jointembed predict
+        --ckpt_path`` calls it before binding the data.
+
+        Raises:
+            CheckpointError: The checkpoint has no model configuration, its fields are not the model's, or a unit
+                cannot be rebuilt (the field is named).
+        """
+        config = read_lightning_checkpoint(checkpoint_path).get(CHECKPOINT_KEY)
+        fields = config.get("fields") if isinstance(config, Mapping) else None
+        if not isinstance(fields, Mapping) or sorted(fields) != sorted(self.model.modalities):
+            saved = sorted(fields) if isinstance(fields, Mapping) else "none (not written by ContrastiveTask)"
+            raise CheckpointError(f"{checkpoint_path}: saved fields {saved}, the model's {self.model.modalities}")
+        for name, spec in fields.items():
+            saved = spec.get("input") if isinstance(spec, Mapping) else None
+            try:
+                if saved is not None:
+                    self.model.inputs[name] = get_modality_class(saved["type"])(**saved.get("config", {}))
+            except (KeyError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{checkpoint_path}: cannot rebuild field {name!r}'s input: {error}") from error
+        self.model.bind_inputs()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the model's configuration (JSON) in the checkpoint, so it loads without the recipe."""
         checkpoint[CHECKPOINT_KEY] = self.model.get_config()
@@ -317,6 +341,27 @@ class ContrastiveTask(LightningModule):
         if self.hparams.use_groups_as_positives:
             keys.append(groups)
         return positives_from_labels(*keys) if keys else None
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Embed a batch, keeping each vector's row (what :class:`~jointembed.embedding_writer.EmbeddingWriter`
+        writes).
+
+        Returns:
+            ``{"rows": (B,) int64, "fields": {field: {"rows": (n,) int64, "vectors": (n, D) float32}}}``: the
+            batch's rows (manifest rows, from ``batch["row"]``), and per field at least one example has, the
+            unit vectors of the examples that have it with their rows, in batch order.
+
+        Raises:
+            ValueError: The batch has no ``"row"`` ``(B,)`` matching its presence masks.
+        """
+        rows = batch.get("row")
+        embeddings = self.model(batch)
+        masks = self._masks(batch, embeddings)
+        if not isinstance(rows, torch.Tensor) or any(mask.shape != rows.shape for mask in masks.values()):
+            raise ValueError("predict batches need 'row': (B,) the examples' row numbers, one per presence mask entry")
+        rows = rows.to(self.device, torch.long)
+        fields = {m: {"rows": rows[masks[m]], "vectors": vectors.float()} for m, vectors in embeddings.items()}
+        return {"rows": rows, "fields": fields}
 
     # ----- evaluation -------------------------------------------------------------------------------------
 

@@ -335,6 +335,59 @@ def test_seeded_split_is_reproducible_and_group_split_is_disjoint(tmp_path: Path
     assert [len(g) for g in groups] == [2, 1, 1] and len(set().union(*groups)) == 4
 
 
+# ----- the predict split ---------------------------------------------------------------------------------------
+
+
+def test_predict_split_in_manifest_order_with_rows_and_fields_needs_no_labels(tmp_path: Path) -> None:
+    train = write_jsonl(
+        tmp_path / "train.jsonl", [{"ids": ["a", "b", "b"], "label": "cat"}, {"text": "t", "label": "dog"}]
+    )
+    predict = write_jsonl(
+        tmp_path / "predict.jsonl",
+        [{"ids": ["b", "zzz"], "text": "one", "label": "bird"}, {"text": "two"}, {"ids": ["a"]}, {"title": "x"},
+         {"ids": ["b"], "text": "five", "label": 3}],
+    )  # fmt: skip
+    dm = MultimodalDataModule(train=str(train), predict=str(predict), batch_size=2)
+    fields = {"ids": IdsModality(), "text": TextModality()}
+    with pytest.warns(UserWarning) as caught:
+        dm.bind(fields)
+    assert [str(w.message).split(": ", 1)[1] for w in caught] == [
+        "columns ['title'] are not fields of the model ['ids', 'text']; they are ignored",
+        "dropped 1 row(s) with none of the fields ['ids', 'text']",
+    ]
+    assert fields["ids"].vocab.values == ["b", "a"]  # fitted on the training rows only: "zzz" stays unknown
+    assert dm.label_names == ["cat", "dog"]  # the predict rows' labels are not classes
+    for _ in range(2):  # never shuffled
+        batches = list(dm.predict_dataloader())
+        assert [b["row"].tolist() for b in batches] == [[1, 2], [3, 5]]  # manifest rows; row 4 has no field
+    first, second = batches
+    assert first["present"]["ids"].tolist() == [True, False] and first["present"]["text"].tolist() == [True, True]
+    assert first["ids"].values.tolist() == [2, 1] and first["text"] == ["one", "two"]  # "zzz" is <oov>
+    assert second["ids"].values.tolist() == [3, 2] and second["text"] == ["five"]
+    assert first["label"].tolist() == [-1, -1] and second["group"].tolist() == [-1, -1]
+
+
+def test_a_predict_manifest_alone_needs_fitted_units_and_rows_with_fields(tmp_path: Path) -> None:
+    predict = write_jsonl(tmp_path / "predict.jsonl", [{"ids": ["a"]}, {"text": "t"}])
+    with pytest.raises(ValueError, match=r"predict\.jsonl: field 'ids' needs its ids input fitted .*--ckpt_path"):
+        MultimodalDataModule(predict=str(predict)).bind({"ids": IdsModality(), "text": TextModality()})
+    dm = MultimodalDataModule(predict=str(predict), batch_size=4)
+    dm.bind({"ids": IdsModality(mode="vocabulary", vocabulary=["x", "a"]), "text": TextModality()})
+    batch = next(iter(dm.predict_dataloader()))
+    assert batch["row"].tolist() == [1, 2] and batch["ids"].values.tolist() == [3]  # <pad>, <oov>, "x", "a"
+    assert dm.train_dataloader() == [] and dm.test_dataloader() == []
+    other = write_jsonl(tmp_path / "other.jsonl", [{"title": "x"}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ignored columns and dropped rows are warned about
+        split = MultimodalDataModule(manifest=str(predict), split=(1.0, 0.0, 0.0), split_by=None, predict=str(predict))
+        split.bind({"text": TextModality()})
+        assert set(split.datasets) == {"train", "predict"}
+        with pytest.raises(ValueError, match=r"other\.jsonl: no predict row has any of the model's fields \['text'\]"):
+            MultimodalDataModule(predict=str(other)).bind({"text": TextModality()})
+    with pytest.raises(ValueError, match=r"train/val/test manifests or one manifest to split \(or a predict manifest"):
+        MultimodalDataModule()
+
+
 # ----- with a Trainer, and on the shipped demo data -------------------------------------------------------------
 
 

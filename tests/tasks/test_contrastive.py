@@ -9,6 +9,9 @@ import pytest
 import torch
 from multimodal_fixture import ClusterData, cluster_model, make_batch
 
+from jointembed.errors import CheckpointError
+from jointembed.models.joint import CHECKPOINT_KEY, JointEmbeddingModel
+from jointembed.registry import create_encoder
 from jointembed.tasks.contrastive import ContrastiveTask, format_results_table, positives_from_labels, select_pair
 
 # training_step is called without a Trainer in the unit tests: Lightning warns that self.log has nowhere to go
@@ -120,6 +123,47 @@ def test_prompts_from_templates_or_a_dict() -> None:
     with pytest.raises(ValueError, match=r"no prompts for label\(s\) \['blue'\]"):
         task.prompts_by_class()
     assert _task(with_text=True).prompts_by_class() is None
+
+
+def test_predict_step_gives_each_fields_vectors_with_their_rows() -> None:
+    task = _task(with_text=True).eval()
+    features = {**_features(4), "text": ["w0", "w1", "w2", "w3"]}
+    batch = make_batch({"a": [1, 0, 1, 1], "b": [0, 0, 0, 0], "text": [0, 1, 1, 0]}, features)
+    batch["row"] = torch.tensor([7, 3, 9, 12])
+    with torch.no_grad():
+        out = task.predict_step(batch, 0)
+        expected = {
+            "a": task.model.encode("a", features["a"][[0, 2, 3]]),
+            "text": task.model.encode("text", ["w1", "w2"]),
+        }
+    assert out["rows"].tolist() == [7, 3, 9, 12] and set(out["fields"]) == {"a", "text"}  # no example has b
+    assert out["fields"]["a"]["rows"].tolist() == [7, 9, 12] and out["fields"]["text"]["rows"].tolist() == [3, 9]
+    for field, vectors in expected.items():
+        torch.testing.assert_close(out["fields"][field]["vectors"], vectors)
+        assert out["fields"][field]["rows"].dtype == torch.long
+    del batch["row"]
+    with pytest.raises(ValueError, match="predict batches need 'row'"):
+        task.predict_step(batch, 0)
+
+
+def test_restore_inputs_takes_the_fitted_units_a_checkpoint_holds(tmp_path: Path) -> None:
+    def ids_and_text() -> JointEmbeddingModel:
+        ids = create_encoder("ids", num_embeddings=None, embedding_dim=4, hidden_sizes=[], output_dim=8)
+        text = create_encoder("scratch_text", num_buckets=64, embedding_dim=8, architecture="bag", output_dim=8)
+        return JointEmbeddingModel({"ids": ids, "text": text})
+
+    trained = ids_and_text()
+    trained.inputs["ids"].fit([["heat", "up"], ["up"]])
+    trained.bind_inputs()
+    path = tmp_path / "x.ckpt"
+    torch.save({"state_dict": {}, CHECKPOINT_KEY: trained.get_config()}, path)
+    task = ContrastiveTask(ids_and_text())
+    task.restore_inputs(path)
+    assert task.model.inputs["ids"].get_config() == trained.inputs["ids"].get_config()
+    assert task.model.inputs["ids"].vocab.values == ["up", "heat"]
+    assert task.model.encoders["ids"].embedding.num_embeddings == 4  # <pad>, <oov>, up, heat: sized from it
+    with pytest.raises(CheckpointError, match=r"x\.ckpt: saved fields \['ids', 'text'\], the model's \['a', 'b'\]"):
+        _task().restore_inputs(path)
 
 
 def test_results_table_format() -> None:
