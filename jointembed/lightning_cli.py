@@ -68,19 +68,26 @@ class JointEmbedCLI(LightningCLI):
         if self.config_init[self.subcommand].get("ckpt_path") == "last":
             self.config_init[self.subcommand]["ckpt_path"] = str(resume_in_last_run(self.trainer))
 
+    def _restore_inputs(self) -> None:
+        # Evaluating or predicting with a checkpoint: its fitted units (an ID vocabulary) are the ones its weights
+        # were trained with; fitting them anew on whatever splits the data has would look IDs up differently.
+        checkpoint = self.config_init[self.subcommand].get("ckpt_path")
+        if isinstance(self.model, RestoresInputs) and checkpoint and Path(checkpoint).is_file():
+            self.model.restore_inputs(checkpoint)
+
     def before_validate(self) -> None:
+        self._restore_inputs()
         self._bind()
 
     def before_test(self) -> None:
+        self._restore_inputs()
         self._bind()
 
     def before_predict(self) -> None:
         """Take the checkpoint's input units, bind the data, add the default prediction writer when none is
         configured, and keep no predictions in memory (the writer has them)."""
         config = self.config_init[self.subcommand]
-        checkpoint = config.get("ckpt_path")
-        if isinstance(self.model, RestoresInputs) and checkpoint and Path(checkpoint).is_file():
-            self.model.restore_inputs(checkpoint)
+        self._restore_inputs()
         self._bind()
         if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(EmbeddingWriter())

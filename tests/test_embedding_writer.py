@@ -284,3 +284,31 @@ def test_cli_predict_on_two_processes_writes_every_row_once(tiny_run: dict[str, 
     assert json.loads((folder / "dl0-rank00001-index.json").read_text())["world_size"] == 2
     _check_against_embed(folder, tiny_run["checkpoint"], tiny_run["predict"])
     print(f"2-process predict: {time.perf_counter() - start:.1f} s")
+
+
+@pytest.mark.parametrize("subcommand", ["test", "validate"])
+def test_cli_evaluation_with_a_checkpoint_uses_its_vocabulary(
+    tiny_run: dict[str, Path], subcommand: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``jointembed test|validate --ckpt_path`` on data without the training split looks IDs up with the
+    checkpoint's vocabulary, not one fitted anew on the evaluation rows (whose IDs are frequent in another order)."""
+    from jointembed.cli import main
+    from jointembed.models.joint import JointEmbeddingModel
+
+    seen: dict[str, Any] = {}
+    original = getattr(L.Trainer, subcommand)
+
+    @functools.wraps(original)
+    def spy(self: L.Trainer, model: Any = None, *args: Any, **kwargs: Any) -> Any:
+        seen["ids"] = model.model.inputs["ids"].get_config()
+        return {}
+
+    monkeypatch.setattr(L.Trainer, subcommand, spy)
+    rows = [{"ids": ["amber", "amber", "teal"][: 1 + i % 3], "text": f"colour {i}", "label": i % 2} for i in range(6)]
+    labelled = _write_jsonl(tiny_run["root"] / f"{subcommand}.jsonl", rows)
+    split = "test" if subcommand == "test" else "val"
+    args = [subcommand, "--config", str(tiny_run["recipe"]), "--ckpt_path", str(tiny_run["checkpoint"]),
+            "--data.init_args.train", "null", f"--data.init_args.{split}", str(labelled)]  # fmt: skip
+    assert main(args) == 0
+    trained = JointEmbeddingModel.from_pretrained(tiny_run["checkpoint"]).inputs["ids"].get_config()
+    assert seen["ids"] == trained
