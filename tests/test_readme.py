@@ -1,4 +1,5 @@
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,32 @@ def test_python_examples_that_load_a_run_work_in_a_fresh_folder(recipe, tmp_path
     for code in _blocks("python"):
         if (match := _AFTER_RUN.search(code)) and match.group(1) == recipe:
             exec(compile(code, "README.md", "exec"), {})
+    for argv in _commands_after_run(recipe):
+        assert main(argv) == 0, f"README command failed: jointembed {' '.join(argv)}"
+
+
+_AFTER_RUN_COMMANDS = ("embed", "search", "export", "predict")
+
+
+def _commands_after_run(recipe: str) -> list[list[str]]:
+    """The ``jointembed embed|search|export|predict`` lines of the bash blocks that use ``runs/<recipe>/``, with
+    ``NAME=value`` variables of the block substituted, as argument lists."""
+    commands = []
+    for block in _blocks("bash"):
+        if f"runs/{recipe}/" not in block:
+            continue
+        variables: dict[str, str] = {}
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if match := re.fullmatch(r"(\w+)=(\S+)", line):
+                variables[match.group(1)] = match.group(2)
+                continue
+            for name, value in variables.items():
+                line = line.replace(f"${name}", value)
+            words = shlex.split(line)
+            if len(words) > 1 and words[0] == "jointembed" and words[1] in _AFTER_RUN_COMMANDS:
+                commands.append(words[1:])
+    return commands
 
 
 def test_ci_runs_the_readme_install_and_test_commands():
