@@ -300,7 +300,7 @@ def draw_map(
 
 
 def _draw_panel(axes: Any, coords: np.ndarray, values: Sequence[Any] | None, order: np.ndarray, name: str) -> None:
-    size = float(np.clip(4000 / len(coords), 3, 40))
+    size = float(np.clip(10_000 / len(coords), 5, 40))  # about the same ink for 500 points or 50,000
     style = {"s": size, "linewidths": 0, "alpha": 0.8}
     axes.set_title(name)
     axes.set_xticks([])
@@ -329,9 +329,10 @@ def _draw_categories(axes: Any, coords: np.ndarray, values: Sequence[Any], order
     keys = ["" if v is None else str(v) for v in values]
     counts = Counter(keys)
     named = [key for key, _ in counts.most_common(_MAX_CATEGORIES if len(counts) <= _MAX_CATEGORIES else 19)]
-    named.sort(key=_natural)
+    named.sort(key=_legend_order(keys))
     palette = colormaps["tab10" if len(named) <= 10 else "tab20"].colors
     colour_of = {key: palette[i % len(palette)] for i, key in enumerate(named)}
+    order = order[np.argsort([-counts[keys[i]] for i in order], kind="stable")]  # rare categories drawn on top
     colours = [colour_of.get(keys[i], (0.75, 0.75, 0.75)) for i in order]
     axes.scatter(*coords[order].T, c=colours, **style)
     handles = [_dot(colour_of[key], f"{key or '(none)'} ({counts[key]})") for key in named]
@@ -347,12 +348,15 @@ def _dot(colour: Any, label: str) -> Any:
     return Line2D([], [], marker="o", linestyle="", color=colour, label=label)
 
 
-def _natural(key: str) -> tuple[int, float, str]:
-    """Sort numbers numerically before text: "2" < "10" < "cat"."""
+def _legend_order(keys: Sequence[str]) -> Any:
+    """Numbers in numeric order ("2" before "10"); names in order of first appearance (the data's own order,
+    e.g. zero, one, two... rather than eight, five, four...)."""
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}
     try:
-        return (0, float(key), key)
+        numeric = {key: float(key) for key in first}
+        return numeric.__getitem__
     except ValueError:
-        return (1, 0.0, key)
+        return first.__getitem__
 
 
 def _annotate(axes: Any, point: np.ndarray, text: str) -> None:

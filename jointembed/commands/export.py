@@ -205,7 +205,8 @@ def recommender_points(folder: str) -> Points:
         rows.append(row | {name: values[i] for name, values in metadata.items()})
     facts = [name for name in metadata if name != "watches"][:2]
     default = facts or (["watches"] if "watches" in metadata else [])
-    name = Path(folder).resolve().parent.name if Path(folder).name == "pretrained" else Path(folder).name
+    path = Path(folder).resolve()
+    name = f"{path.parent.parent.name}/{path.parent.name}" if path.name == "pretrained" else path.name  # run/version
     return Points(vectors.astype(np.float32), rows, "title" if recommender.item_titles else "key", name, default)
 
 
