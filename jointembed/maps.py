@@ -300,7 +300,7 @@ def draw_map(
 
 
 def _draw_panel(axes: Any, coords: np.ndarray, values: Sequence[Any] | None, order: np.ndarray, name: str) -> None:
-    size = float(np.clip(10_000 / len(coords), 5, 40))  # about the same ink for 500 points or 50,000
+    size = float(np.clip(10_000 / len(coords), 5, 40))  # smaller points as they multiply, never invisible
     style = {"s": size, "linewidths": 0, "alpha": 0.8}
     axes.set_title(name)
     axes.set_xticks([])
