@@ -23,7 +23,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from jointembed.errors import CheckpointError, UnknownItemError
-from jointembed.models.recommender import ItemKey, Recommender, recent_watches
+from jointembed.models.recommender import ItemKey, Recommender, check_k, recent_watches
 from jointembed.pretrained import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -33,6 +33,8 @@ from jointembed.pretrained import (
     state_for_saving,
     write_folder,
 )
+from jointembed.search.catalogue import Purpose, catalogue_index, check_catalogue_index, item_vectors, search_items
+from jointembed.search.index import EmbeddingIndex
 from jointembed.sparse import SparseBatch
 
 __all__ = ["PretrainedRecommender", "ItemScore", "UnknownItemError", "FORMAT", "VERSION"]
@@ -172,6 +174,7 @@ class PretrainedRecommender:
         k: int = 10,
         exclude_seen: bool = True,
         unknown: Literal["error", "skip"] = "error",
+        index: EmbeddingIndex | None = None,
     ) -> list[ItemScore] | list[list[ItemScore]]:
         """The top ``k`` items for one history or for each of several.
 
@@ -181,6 +184,8 @@ class PretrainedRecommender:
             exclude_seen: Never recommend a watched item.
             unknown: ``"error"`` raises on a key that is neither a key nor a title; ``"skip"`` leaves it out of
                 the history with a warning naming it.
+            index: Rank with this catalogue index (:meth:`catalogue_index` with ``"recommend"``; e.g. HNSW over a
+                million items) instead of scoring every item; ``None`` scores every item exactly.
 
         Returns:
             For one history a list of :class:`ItemScore`, best first; for several, one such list each.
@@ -204,18 +209,54 @@ class PretrainedRecommender:
         history = SparseBatch.from_lists(self._history_ids(histories, unknown))
         history = history.to(self.model.item_table.device)
         recent = recent_watches(history, self.recent_items) if self.recent_items else None
-        recs = self.model.recommend(history, k, exclude_seen, user_features=recent)
-        results = self._describe(recs.ids, recs.scores)
+        if index is None:
+            recs = self.model.recommend(history, k, exclude_seen, user_features=recent)
+            results = self._describe(recs.ids, recs.scores)
+        else:
+            check_catalogue_index(index, self.model, "recommend")
+            check_k(k, self.model.num_items)
+            users = self.model.serving_user_vectors(history, recent).float().cpu()
+            queries = torch.cat([users, torch.ones(len(users), 1)], dim=1).numpy()
+            seen = [[self.item_keys[i] for i in row] for row in history.tolist()] if exclude_seen else None
+            results = self._from_index(search_items(index, queries, k, seen))
         return results if many else results[0]
 
-    def similar_items(self, key: ItemKey, k: int = 10) -> list[ItemScore]:
+    def similar_items(self, key: ItemKey, k: int = 10, index: EmbeddingIndex | None = None) -> list[ItemScore]:
         """The ``k`` items nearest to ``key`` (a raw key or title) by cosine similarity, itself excluded.
+
+        Args:
+            key: A raw key or title.
+            k: Neighbours.
+            index: Search this catalogue index (:meth:`catalogue_index` with ``"similar"``) instead of comparing
+                with every item.
 
         Raises:
             UnknownItemError: An unknown or ambiguous key.
         """
-        recs = self.model.similar_items([self.item_id(key)], k)
-        return self._describe(recs.ids, recs.scores)[0]
+        item = self.item_id(key)
+        if index is None:
+            recs = self.model.similar_items([item], k)
+            return self._describe(recs.ids, recs.scores)[0]
+        check_catalogue_index(index, self.model, "similar")
+        check_k(k, self.model.num_items)
+        query = item_vectors(self.model, "similar")[item : item + 1]
+        return self._from_index(search_items(index, query, k, [[self.item_keys[item]]]))[0]
+
+    def catalogue_index(
+        self,
+        purpose: Purpose = "recommend",
+        backend: str = "exact",
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> EmbeddingIndex:
+        """Every item in a search index, for :meth:`recommend` (``"recommend"``: the model's exact score as an
+        inner product) or :meth:`similar_items` (``"similar"``: cosine), e.g. ``backend="hnsw"`` for a million
+        items. The index can be saved and loaded like any :class:`~jointembed.EmbeddingIndex`; passing it for
+        the other purpose or to another model raises ``ModelMismatchError``."""
+        return catalogue_index(self, purpose, backend, backend_options)
+
+    def _from_index(self, rows: list[list[tuple[Any, float]]]) -> list[list[ItemScore]]:
+        titles = self.item_titles or [""] * self.model.num_items
+        return [[ItemScore(key, titles[self._ids[key]], score) for key, score in row] for row in rows]
 
 
 def _is_history(value: Any) -> bool:

@@ -290,7 +290,7 @@ class Recommender(nn.Module):
             fewer than ``k`` eligible items.
         """
         self.require_sizes()
-        _check_k(k, self.num_items)
+        check_k(k, self.num_items)
         scores_of = lambda rows: self.logits(user_vectors[rows])  # noqa: E731
         return chunked_top_k(scores_of, len(user_vectors), k, exclude, chunk_size=budget_rows(self.num_items))
 
@@ -325,21 +325,35 @@ class Recommender(nn.Module):
         self.require_sizes()
         if item_titles is not None and len(item_titles) != self.num_items:
             raise ValueError(f"item_titles has {len(item_titles)} entries but the model has {self.num_items} items")
+        check_k(k, self.num_items)
+        users = self.serving_user_vectors(histories, user_features, dense)
+        ids, scores = self.top_k(users, k, histories if exclude_seen else None)
+        return Recommendations(ids, scores, _titles(ids, item_titles))
+
+    @torch.no_grad()
+    def serving_user_vectors(
+        self, histories: SparseBatch, user_features: SparseBatch | None = None, dense: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, d)`` user vectors for serving: in evaluation mode (no dropout), without gradients, refusing an
+        empty history (the model never saw one in training, so its answer there means nothing; serve such users
+        from a popularity baseline instead).
+
+        Raises:
+            ValueError: "user at position i has no history".
+        """
+        self.require_sizes()
         empty = (histories.lengths() == 0).nonzero()
         if len(empty):
             raise ValueError(
                 f"user at position {int(empty[0])} has no history: the model needs at least one watched item "
                 "(serve new users from a popularity baseline)"
             )
-        _check_k(k, self.num_items)
         was_training = self.training
         self.eval()
         try:
-            users = self.user_vectors(histories, user_features, dense)
-            ids, scores = self.top_k(users, k, histories if exclude_seen else None)
+            return self.user_vectors(histories, user_features, dense)
         finally:
             self.train(was_training)
-        return Recommendations(ids, scores, _titles(ids, item_titles))
 
     @torch.no_grad()
     def similar_items(
@@ -356,7 +370,7 @@ class Recommender(nn.Module):
             :class:`Recommendations` with ``(M, k)`` ids and cosine similarities.
         """
         self.require_sizes()
-        _check_k(k, self.num_items)
+        check_k(k, self.num_items)
         queries = torch.as_tensor(item_ids, dtype=torch.long, device=self.item_table.device).flatten()
         if queries.numel() and (int(queries.min()) < 0 or int(queries.max()) >= self.num_items):
             raise ValueError(f"item IDs must be in [0, {self.num_items}), got {queries.tolist()}")
@@ -443,7 +457,7 @@ def _check_sizes(num_items: int | None, num_user_features: int | None) -> None:
         raise ValueError(f"num_user_features must be >= 0 (or None for the data's), got {num_user_features}")
 
 
-def _check_k(k: int, num_items: int) -> None:
+def check_k(k: int, num_items: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_items:
         raise ValueError(f"k must be an integer in [1, {num_items}] (the catalogue size), got {k!r}")
 
