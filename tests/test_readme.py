@@ -27,30 +27,6 @@ def test_python_examples_run():
 _DATA_ARGS = {"movielens": ("--data.init_args.path", REPO.parent / "shared" / "data" / "movielens" / "ml-100k")}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe", sorted({m.group(1) for code in _blocks("python") if (m := _AFTER_RUN.search(code))}))
-def test_python_examples_that_load_a_run_work_in_a_fresh_folder(recipe, tmp_path, monkeypatch, capsys):
-    """Train the recipe the README loads from (one short epoch), then run its blocks there as a user would."""
-    from jointembed.cli import main
-
-    extra = []
-    if recipe in _DATA_ARGS:
-        flag, path = _DATA_ARGS[recipe]
-        if not path.is_dir():
-            pytest.skip(f"{path} is not present (the development data of the {recipe} recipe)")
-        extra = [flag, str(path)]
-    (tmp_path / "datasets").symlink_to(REPO / "datasets")
-    monkeypatch.chdir(tmp_path)
-    short = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1"]
-    assert main(["fit", "--config", str(REPO / "recipes" / f"{recipe}.yaml"), *short, *extra]) == 0
-    assert f"pretrained model written to runs/{recipe}/version_0/pretrained" in capsys.readouterr().out
-    for code in _blocks("python"):
-        if (match := _AFTER_RUN.search(code)) and match.group(1) == recipe:
-            exec(compile(code, "README.md", "exec"), {})
-    for argv in _commands_after_run(recipe):
-        assert main(argv) == 0, f"README command failed: jointembed {' '.join(argv)}"
-
-
 _AFTER_RUN_COMMANDS = ("embed", "search", "export", "predict")
 
 
@@ -63,16 +39,50 @@ def _commands_after_run(recipe: str) -> list[list[str]]:
             continue
         variables: dict[str, str] = {}
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("  #")[0].strip()
+            line = line.strip()
+            if not line or line.startswith("#") or " ... " in line:  # comments, and lines with placeholders
+                continue
             if match := re.fullmatch(r"(\w+)=(\S+)", line):
                 variables[match.group(1)] = match.group(2)
                 continue
             for name, value in variables.items():
                 line = line.replace(f"${name}", value)
-            words = shlex.split(line)
+            words = shlex.split(line, comments=True)
             if len(words) > 1 and words[0] == "jointembed" and words[1] in _AFTER_RUN_COMMANDS:
                 commands.append(words[1:])
     return commands
+
+
+def _recipes_used_after_a_run() -> list[str]:
+    """Recipes whose run a README Python block loads, or a bash block's embed/search/export/predict line uses."""
+    from_python = {m.group(1) for code in _blocks("python") if (m := _AFTER_RUN.search(code))}
+    from_bash = {m.group(1) for code in _blocks("bash") for m in re.finditer(r"runs/(\w+)/", code)}
+    return sorted(from_python | {recipe for recipe in from_bash if _commands_after_run(recipe)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", _recipes_used_after_a_run())
+def test_python_examples_that_load_a_run_work_in_a_fresh_folder(recipe, tmp_path, monkeypatch, capsys):
+    """Train the recipe the README loads from (one short epoch), then run its blocks there as a user would."""
+    from jointembed.cli import main
+
+    extra = []
+    if recipe in _DATA_ARGS:
+        flag, path = _DATA_ARGS[recipe]
+        if not path.is_dir():
+            pytest.skip(f"{path} is not present (the development data of the {recipe} recipe)")
+        extra = [flag, str(path)]
+    (tmp_path / "datasets").symlink_to(REPO / "datasets")
+    (tmp_path / "recipes").symlink_to(REPO / "recipes")
+    monkeypatch.chdir(tmp_path)
+    short = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "1"]
+    assert main(["fit", "--config", str(REPO / "recipes" / f"{recipe}.yaml"), *short, *extra]) == 0
+    assert f"pretrained model written to runs/{recipe}/version_0/pretrained" in capsys.readouterr().out
+    for code in _blocks("python"):
+        if (match := _AFTER_RUN.search(code)) and match.group(1) == recipe:
+            exec(compile(code, "README.md", "exec"), {})
+    for argv in _commands_after_run(recipe):
+        assert main(argv) == 0, f"README command failed: jointembed {' '.join(argv)}"
 
 
 def test_ci_runs_the_readme_install_and_test_commands():
