@@ -118,6 +118,9 @@ class EmbeddingIndex:
         self._metadata: list[dict[str, Any] | None] = []
         self._live = np.zeros(0, bool)
         self._position: dict[Key, int] = {}
+        attach = getattr(self.backend, "attach", None)
+        if attach is not None:  # exact search reads the rows kept here instead of a copy of its own
+            attach(lambda: self._vectors[: self._size])
 
     @classmethod
     def for_model(

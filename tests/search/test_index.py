@@ -45,6 +45,7 @@ def test_exact_top_k_equals_brute_force_across_block_edges(monkeypatch: pytest.M
     import jointembed.search.backends as backends
 
     monkeypatch.setattr(backends, "EXACT_BLOCK", 7 * 13)  # many small blocks, k larger than some of them
+    monkeypatch.setattr(backends, "EXACT_QUERIES", 7)
     x, q = _data(500), _data(40, seed=1)
     scores, ids = exact_top_k(torch.from_numpy(q), torch.from_numpy(x), 12)
     assert np.array_equal(ids.numpy(), _brute(x, q, 12))
