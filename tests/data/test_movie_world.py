@@ -31,7 +31,8 @@ def test_shapes_and_contents():
     assert world.user_tastes.shape == (300, 5) and world.user_tastes.dtype == np.float32
     assert world.popularity.shape == (200,) and np.isclose(world.popularity.sum(), 1.0)
     assert world.aspect_names == (*ASPECT_NAMES, "hidden_0", "hidden_1", "hidden_2")
-    assert x.item_titles[123] == "movie 123"
+    assert x.item_titles[123].endswith(")") and len(set(x.item_titles)) == 200  # generated, unique
+    assert x.item_genres is not None and world.content.years.shape == (200,)
     h = x.to_histories()
     assert h.lengths().min() >= 3 and h.lengths().max() <= 50  # min_watches, num_movies // 4
     for u in range(0, 300, 37):  # distinct movies; timestamps are the watch order
