@@ -7,8 +7,10 @@ Three layouts are understood, detected from the files in the folder:
   by ``u.genre`` when present).
 - ``1m`` (ml-1m, ml-10m): ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``
   (``MovieID::Title::Genres``, genres ``|``-separated). ml-1m writes Latin-1 and ml-10m UTF-8 in the same
-  layout, so ``movies.dat`` is read as UTF-8 when the whole file is valid UTF-8 (Latin-1 text with accents
-  practically never is), else as Latin-1.
+  layout, so ``movies.dat`` is read as UTF-8 when its lines with non-ASCII bytes are valid UTF-8 (Latin-1 text
+  with accents practically never is), as Latin-1 when none is. A file that mixes the two (a Latin-1 title
+  pasted into a UTF-8 file, or the reverse) is refused, naming a line of each: read in either encoding it would
+  turn some titles into mojibake. ``u.item`` is read the same way (Latin-1 as released, UTF-8 once re-saved).
 - ``csv`` (ml-latest, ml-latest-small, ml-20m, ml-25m): ``ratings.csv`` (header
   ``userId,movieId,rating,timestamp``) and ``movies.csv`` (header ``movieId,title,genres``, titles quoted
   when they hold commas, UTF-8).
@@ -17,14 +19,24 @@ Every file is read in the encoding its format defines and only bytes invalid the
 must hold exactly its format's fields (too many is refused like too few), IDs and timestamps must fit in 64
 bits and ratings be finite. Each fault is a ``DataFormatError`` naming the file and the line.
 
+Genres are names separated by ``|`` (or ml-100k's 0/1 flag columns): an empty name (``"Action||Drama"``), a name
+with surrounding spaces, or one holding another separator (``"Action,Comedy"``: , ; / \\ : or a tab) is
+refused, naming the file, line, column and value. An empty genre field means no genres, as does
+``(no genres listed)``.
+
 Every kept rating is one "watch" event. The movie file is optional: without it titles and genres are
-``None``. A rating of a movie missing from the movie file is kept, with title ``""`` and no genres.
+``None``. A rating of a movie missing from the movie file is kept, with title ``""`` and no genres, and a
+``UserWarning`` names how many and the first few movie IDs. A movie row with an empty title is kept likewise
+(its ratings are real) with a ``UserWarning`` naming its lines and IDs; when it has no genres either, it has no
+content, which :func:`jointembed.data.item_content.empty_content` reports.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -53,6 +65,8 @@ ML100K_GENRES: tuple[str, ...] = (
 )  # fmt: skip
 
 _NO_GENRES = "(no genres listed)"
+_GENRE_SEPARATORS = re.compile(r"[,;/\\:\t]")  # what a genre list written by hand might use instead of "|"
+_SHOWN = 5  # rows or IDs named in a warning
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT32_MAX = float(np.finfo(np.float32).max)  # ratings are stored as float32
@@ -126,6 +140,7 @@ def read_movielens(
     raw_items = item_vocab.values
     titles = genres = None
     if movies is not None:
+        _warn_missing_movies(folder / movies_name, [raw for raw in raw_items if raw not in movies])
         titles = [movies.get(raw, ("", ()))[0] for raw in raw_items]
         genres = [movies.get(raw, ("", ()))[1] for raw in raw_items]
     return Interactions(
@@ -179,13 +194,35 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _dat_encoding(path: Path) -> str:
-    """``utf-8`` for ml-10m's ``.dat`` files, ``latin-1`` for ml-1m's (same layout, see the module docstring)."""
-    try:
-        path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8"
+def _movie_file_encoding(path: Path) -> str:
+    """``utf-8`` when every line with non-ASCII bytes is valid UTF-8, ``latin-1`` when none is (see the module
+    docstring); a file mixing the two is refused, naming the first line of the rarer kind and one of the other."""
+    first: dict[bool, tuple[int, bytes]] = {}  # is UTF-8 -> first such line
+    counts = {True: 0, False: 0}
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.isascii():
+                continue
+            try:
+                raw.decode("utf-8")
+                utf8 = True
+            except UnicodeDecodeError:
+                utf8 = False
+            counts[utf8] += 1
+            first.setdefault(utf8, (number, raw))
+    if counts[True] and counts[False]:
+        odd = counts[True] < counts[False]  # the rarer kind is the likely mistake
+        (number, raw), (other, other_raw) = first[odd], first[not odd]
+        kinds = ("Latin-1 (not valid UTF-8)", "UTF-8")
+        raise _error(
+            path,
+            number,
+            f"the file mixes encodings: this line and {counts[odd] - 1} more are {kinds[odd]}, line {other} "
+            f"({other_raw.decode('latin-1').strip()[:80]!r} read as Latin-1) and {counts[not odd] - 1} more "
+            f"are {kinds[not odd]}; re-save the file in one encoding",
+            raw.decode("latin-1").rstrip("\r\n"),
+        )
+    return "utf-8" if counts[True] else "latin-1"
 
 
 def _check_int64(path: Path, number: int, line: str, what: str, value: int) -> None:
@@ -271,7 +308,7 @@ def _check_header(path: Path, rows: Iterator[tuple[int, str]], expected: str) ->
         raise _error(path, number, f"expected the header {expected!r}", line)
 
 
-def _add_movie(movies: Movies, path: Path, number: int, line: str, raw: str, title: str, genres: tuple) -> None:
+def _add_movie(movies: Movies, path: Path, number: int, line: str, raw: str, title: str, genres: tuple) -> int:
     try:
         movie = int(raw)
     except ValueError as err:
@@ -280,43 +317,108 @@ def _add_movie(movies: Movies, path: Path, number: int, line: str, raw: str, tit
     if movie in movies:
         raise _error(path, number, f"movie ID {movie} appears a second time", line)
     movies[movie] = (title, genres)
+    return movie
+
+
+MovieRows = Iterator[tuple[int, str, str, str, tuple[str, ...]]]  # (line number, line, raw ID, title, genres)
 
 
 def _read_movies(fmt: str, folder: Path) -> Movies:
     path = folder / MOVIELENS_FILES[fmt][1]
     movies: Movies = {}
-    if fmt == "100k":
-        names = _genre_names_100k(folder)
-        for number, line in _lines(path, "latin-1"):
-            fields = line.split("|")
-            if len(fields) != 5 + len(names) or any(flag not in ("0", "1") for flag in fields[5:]):
-                raise _error(
-                    path, number, f"expected id|title|release|video release|url| + {len(names)} 0/1 flags", line
-                )
-            genres = tuple(name for name, flag in zip(names, fields[5:], strict=True) if flag == "1")
-            _add_movie(movies, path, number, line, fields[0], fields[1], genres)
-    elif fmt == "1m":
-        for number, line in _lines(path, _dat_encoding(path)):
-            fields = line.split("::")  # GroupLens chose "::" as the separator because no title holds it
-            if len(fields) != 3:
-                raise _error(path, number, f"expected MovieID::Title::Genres, found {len(fields)} fields", line)
-            _add_movie(movies, path, number, line, fields[0], fields[1], _split_genres(fields[2]))
-    else:
-        rows = _lines(path, "utf-8-sig")
-        _check_header(path, rows, "movieId,title,genres")
-        for number, line in rows:
-            try:  # strict: a stray quote is an error, not silently dropped
-                fields = next(csv.reader([line], strict=True))
-            except csv.Error as err:
-                raise _error(path, number, f"malformed CSV quoting ({err})", line) from err
-            if len(fields) != 3:
-                raise _error(path, number, f"expected 3 fields movieId,title,genres, found {len(fields)}", line)
-            _add_movie(movies, path, number, line, fields[0], fields[1], _split_genres(fields[2]))
+    untitled: list[tuple[int, int]] = []  # (line number, movie ID) of rows with an empty title
+    for number, line, raw, title, genres in _MOVIE_ROWS[fmt](path, folder):
+        movie = _add_movie(movies, path, number, line, raw, title, genres)
+        if not title.strip():
+            untitled.append((number, movie))
+    if untitled:
+        bare = sum(not movies[movie][1] for _, movie in untitled)
+        shown = ", ".join(f"line {number} (movie {movie})" for number, movie in untitled[:_SHOWN])
+        more = ", ..." if len(untitled) > _SHOWN else ""
+        warnings.warn(
+            f"{path}: {len(untitled)} movie row(s) with an empty title ({shown}{more}); kept with title '', {bare} of "
+            "them without genres either (no content: see jointembed.data.item_content.empty_content)",
+            UserWarning,
+            stacklevel=3,
+        )
     return movies
 
 
-def _split_genres(text: str) -> tuple[str, ...]:
-    return tuple(g for g in text.split("|") if g and g != _NO_GENRES)
+def _movie_rows_100k(path: Path, folder: Path) -> MovieRows:
+    names = _genre_names_100k(folder)
+    width = 5 + len(names)
+    for number, line in _lines(path, _movie_file_encoding(path)):
+        fields = line.split("|")
+        if len(fields) != width:
+            raise _error(
+                path,
+                number,
+                f"expected id|title|release date|video release date|IMDb URL| + {len(names)} 0/1 genre flags "
+                f"({width} fields), found {len(fields)}",
+                line,
+            )
+        for column, (name, flag) in enumerate(zip(names, fields[5:], strict=True), start=6):
+            if flag not in ("0", "1"):
+                raise _error(path, number, f"genre flag column {column} ({name}) holds {flag!r}, not 0 or 1", line)
+        genres = tuple(name for name, flag in zip(names, fields[5:], strict=True) if flag == "1")
+        yield number, line, fields[0], fields[1], genres
+
+
+def _movie_rows_dat(path: Path, folder: Path) -> MovieRows:
+    for number, line in _lines(path, _movie_file_encoding(path)):
+        fields = line.split("::")  # GroupLens chose "::" as the separator because no title holds it
+        if len(fields) != 3:
+            raise _error(path, number, f"expected MovieID::Title::Genres, found {len(fields)} fields", line)
+        yield number, line, fields[0], fields[1], _split_genres(path, number, line, fields[2])
+
+
+def _movie_rows_csv(path: Path, folder: Path) -> MovieRows:
+    rows = _lines(path, "utf-8-sig")
+    _check_header(path, rows, "movieId,title,genres")
+    for number, line in rows:
+        try:  # strict: a stray quote is an error, not silently dropped
+            fields = next(csv.reader([line], strict=True))
+        except csv.Error as err:
+            raise _error(path, number, f"malformed CSV quoting ({err})", line) from err
+        if len(fields) != 3:
+            raise _error(path, number, f"expected 3 fields movieId,title,genres, found {len(fields)}", line)
+        yield number, line, fields[0], fields[1], _split_genres(path, number, line, fields[2])
+
+
+_MOVIE_ROWS: dict[str, Callable[[Path, Path], MovieRows]] = {
+    "100k": _movie_rows_100k,
+    "1m": _movie_rows_dat,
+    "csv": _movie_rows_csv,
+}
+
+
+def _split_genres(path: Path, number: int, line: str, text: str) -> tuple[str, ...]:
+    """The ``|``-separated genre names of field 3; ``""`` and ``(no genres listed)`` are none."""
+    if text in ("", _NO_GENRES):
+        return ()
+    genres = tuple(text.split("|"))
+    for name in genres:
+        problem = None
+        if not name:
+            problem = "an empty name between '|'"
+        elif name != name.strip():
+            problem = f"the name {name!r} has surrounding spaces"
+        elif (separator := _GENRE_SEPARATORS.search(name)) is not None:
+            problem = f"the name {name!r} holds {separator.group()!r}"
+        if problem is not None:
+            raise _error(path, number, f"genres (field 3) {text!r}: {problem}; expected names separated by '|'", line)
+    return genres
+
+
+def _warn_missing_movies(path: Path, missing: list[int]) -> None:
+    if missing:
+        more = ", ..." if len(missing) > _SHOWN else ""
+        warnings.warn(
+            f"{path} lacks {len(missing)} rated movie(s) (movie IDs {missing[:_SHOWN]}{more}): kept with title '' "
+            "and no genres (no content: see jointembed.data.item_content.empty_content)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _genre_names_100k(folder: Path) -> tuple[str, ...]:
