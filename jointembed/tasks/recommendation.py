@@ -79,6 +79,35 @@ class Baselines(Protocol):
 
 
 @runtime_checkable
+class ColdStartEvaluation(Protocol):
+    """A data module with a cold-start split (:class:`~jointembed.data.coldstart.ColdStartData`)."""
+
+    recent_items: int
+
+    def coldstart_metrics(
+        self, scorers: dict[str, Any], k: int = 10, stage: str = "test", baselines: bool = True
+    ) -> dict[str, float]: ...
+
+
+class RecommenderScorer:
+    """A :class:`Recommender` as a scorer (``score(histories, users) -> (len(users), N)``, the baselines'
+    interface); it has no vector for a movie it never saw, so cold-start tables leave it out of cold segments."""
+
+    scores_cold_items = False
+
+    def __init__(self, model: Recommender, recent_items: int = 0) -> None:
+        self.model, self.recent_items = model, recent_items
+
+    @torch.no_grad()
+    def score(self, histories: Any, users: np.ndarray) -> torch.Tensor:
+        from jointembed.models.recommender import recent_watches
+
+        bags = histories.to_sparse_batch(users).to(self.model.item_table.device)
+        recent = recent_watches(bags, self.recent_items) if self.recent_items else None
+        return self.model.logits(self.model.serving_user_vectors(bags, recent)).float().cpu()
+
+
+@runtime_checkable
 class ItemCatalogue(Protocol):
     """What a data module tells an exported recommender about its items
     (:class:`~jointembed.data.recommendation.InteractionsDataModule` is one).
@@ -337,6 +366,24 @@ class RecommendationTask(LightningModule):
             # Same split, same exclusion of seen items, same metric code: the numbers sit side by side.
             for name, value in datamodule.baseline_metrics(self.eval_k).items():
                 self.log(name, float(value))
+        if isinstance(datamodule, ColdStartEvaluation):
+            # a cold-start split: the same table as the two-tower model's, where this model can only rank the
+            # warm movies (it has no vector for a movie it never saw) but folds cold users in from their watches
+            from jointembed.data.coldstart import format_table
+
+            scorer = RecommenderScorer(self.model, datamodule.recent_items)
+            self._coldstart = datamodule.coldstart_metrics({"cf_recommender": scorer}, self.eval_k, "test")
+            if self.trainer.is_global_zero:
+                print(format_table(self._coldstart, self.eval_k))
+
+    def extra_test_metrics(self) -> dict[str, Any]:
+        """The cold-start table (on a cold-start split), for ``test_metrics.json``."""
+        table = getattr(self, "_coldstart", None)
+        if not table:
+            return {}
+        from jointembed.data.coldstart import format_table
+
+        return {**table, "coldstart_table": format_table(table, self.eval_k)}
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         history, k = batch["history"], self.eval_k

@@ -1,0 +1,225 @@
+"""The two-tower cold-start recommender: users and movies in one contrastively trained space, movies bound to
+their content so that a movie nobody has watched is placed from its content alone.
+
+- **User tower**: the bag of watched item IDs (and, optionally, the recent-watches bag) → an MLP → a unit vector.
+- **Movie tower**: ``normalize(content(text) + keep · normalize(E[j]))``: the content encoder (any registered
+  text encoder: from scratch, or a pretrained transformer) over the movie's text, plus its ID embedding ``E[j]``
+  when the movie has been watched. ``keep`` is dropped at random in training (``id_dropout``), so content alone
+  must place a movie; a cold movie (no watches) always has ``keep = 0``.
+
+A user scores a movie by ``cos(u, v) / temperature + b``, the bias learned per ID and predicted from the content;
+recommendation is then a maximum-inner-product search of ``[u / temperature, 1]`` among ``[v, b]`` over warm and
+cold movies together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jointembed.encoders.base import Encoder
+from jointembed.nn.mlp import MLP
+from jointembed.nn.sparse_embedding import SparseEmbedding
+from jointembed.sparse import SparseBatch
+
+__all__ = ["TwoTowerRecommender"]
+
+
+class TwoTowerRecommender(nn.Module):
+    """A user tower over watched IDs and a movie tower over ID + content, in one ``output_dim`` space.
+
+    Args:
+        content: The movie content encoder (a text :class:`~jointembed.encoders.base.Encoder` whose
+            ``output_dim`` is this model's).
+        num_items: Catalogue size N; ``None`` takes it from the data before training (:meth:`set_num_items`).
+        id_dim: Width of the user tower's item-ID embeddings.
+        hidden_sizes: Hidden widths of the user tower's MLP.
+        recent_items: Also embed the user's ``recent_items`` latest watches as a bag of their own (0: off).
+        combiner: How a bag of IDs is pooled (``sum``, ``mean``, ``sqrtn``).
+        dropout: Dropout in the user tower.
+        id_dropout: Probability, per movie and step, that its ID part is left out in training.
+        temperature: Softmax temperature of the cosine scores.
+    """
+
+    def __init__(
+        self,
+        content: Encoder,
+        num_items: int | None = None,
+        id_dim: int = 32,
+        hidden_sizes: Sequence[int] = (128,),
+        recent_items: int = 0,
+        combiner: str = "sqrtn",
+        dropout: float = 0.0,
+        id_dropout: float = 0.5,
+        temperature: float = 0.05,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= id_dropout <= 1.0:
+            raise ValueError(f"id_dropout must be in [0, 1], got {id_dropout}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.content = content
+        self.output_dim = int(content.output_dim)
+        self.config = {
+            "num_items": num_items, "id_dim": id_dim, "hidden_sizes": list(hidden_sizes),
+            "recent_items": recent_items, "combiner": combiner, "dropout": dropout, "id_dropout": id_dropout,
+            "temperature": temperature,
+        }  # fmt: skip
+        self.id_dropout, self.temperature, self.recent_items = id_dropout, temperature, recent_items
+        self.num_items: int | None = None
+        self._feature_cache: torch.Tensor | None = None
+        self._cached_texts: tuple[str, ...] | None = None
+        if num_items is not None:
+            self.set_num_items(num_items)
+
+    def set_num_items(self, num_items: int) -> None:
+        """Create the ID tables for a catalogue of ``num_items`` (a number given before is checked).
+
+        Raises:
+            ValueError: A different size than the one the model was built with.
+        """
+        if self.num_items is not None:
+            if num_items != self.num_items:
+                raise ValueError(f"the model has {self.num_items} items but the data has {num_items}")
+            return
+        c = self.config
+        self.num_items = int(num_items)
+        self.config["num_items"] = self.num_items
+        self.history_embedding = SparseEmbedding(num_items, c["id_dim"], combiner=c["combiner"])
+        in_features = c["id_dim"]
+        if c["recent_items"]:
+            self.recent_embedding = SparseEmbedding(num_items, c["id_dim"], combiner=c["combiner"])
+            in_features += c["id_dim"]
+        self.user_tower = MLP(in_features, c["hidden_sizes"], self.output_dim, dropout=c["dropout"])
+        self.item_ids = nn.Embedding(num_items, self.output_dim)
+        nn.init.normal_(self.item_ids.weight, std=0.1)
+        self.id_bias = nn.Embedding(num_items, 1)
+        nn.init.zeros_(self.id_bias.weight)
+        self.content_bias = nn.Linear(self.output_dim, 1)
+
+    def require_num_items(self) -> int:
+        """The catalogue size; raises if the model was not sized yet."""
+        if self.num_items is None:
+            raise RuntimeError("the model has no catalogue size yet: set_num_items(n) (the task does it from data)")
+        return self.num_items
+
+    # ----- towers -------------------------------------------------------------------------------------------
+
+    def user_vectors(self, history: SparseBatch, recent: SparseBatch | None = None) -> torch.Tensor:
+        """``(B, D)`` unit user vectors from ``B`` bags of watched item IDs (and the recent-watches bags)."""
+        self.require_num_items()
+        parts = [self.history_embedding(history)]
+        if self.recent_items:
+            if recent is None:
+                raise ValueError("the model embeds the recent-watches bag (recent_items > 0): pass recent=")
+            parts.append(self.recent_embedding(recent))
+        return F.normalize(self.user_tower(torch.cat(parts, dim=1)), dim=-1)
+
+    def content_vectors(self, texts: Sequence[str], item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n, D)`` unit content vectors of ``n`` texts. With a frozen content backbone and ``item_ids`` into
+        the texts given to :meth:`cache_content`, the backbone features are read from that cache."""
+        if self._feature_cache is not None and item_ids is not None:
+            return self.content.head(self._feature_cache[item_ids.cpu()].to(self.item_ids.weight.device))
+        return self.content(list(texts))
+
+    def cache_content(self, texts: Sequence[str]) -> None:
+        """With a frozen backbone (e.g. a pretrained MiniLM), compute its features of every item's text once, so
+        training runs only the projection head (the cache is not saved; it is rebuilt from the texts)."""
+        if not getattr(self.content, "frozen", False):
+            return
+        texts = tuple(texts)
+        if self._cached_texts == texts:
+            return
+        with torch.no_grad():
+            parts = [self.content.encode_backbone(list(texts[i : i + 256])).cpu() for i in range(0, len(texts), 256)]
+        self._feature_cache, self._cached_texts = torch.cat(parts), texts
+
+    def items(
+        self, item_ids: torch.Tensor, texts: Sequence[str], keep_id: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Movie vectors and biases: a user ``u`` scores movie ``j`` as ``u · v_j / temperature + b_j``.
+
+        The bias carries what is not taste (how widely a movie is watched): learned per ID for a watched movie
+        and predicted from the content for every movie, so a cold movie gets one too.
+
+        Args:
+            item_ids: ``(n,)`` item IDs.
+            texts: ``n`` content texts of those items.
+            keep_id: ``(n,)`` bool: use the ID part (False for a cold movie, or when dropped in training).
+
+        Returns:
+            ``(n, D)`` unit vectors and ``(n,)`` biases.
+        """
+        content = self.content_vectors(texts, item_ids)
+        keep = keep_id.to(content.dtype)
+        ids = F.normalize(self.item_ids(item_ids), dim=-1)
+        vectors = F.normalize(content + keep.unsqueeze(1) * ids, dim=-1)
+        bias = self.content_bias(content).squeeze(1) + keep * self.id_bias(item_ids).squeeze(1)
+        return vectors, bias
+
+    def id_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """``(n, D)`` unit ID embeddings (what the binding loss aligns with the content vectors)."""
+        return F.normalize(self.item_ids(item_ids), dim=-1)
+
+    @torch.no_grad()
+    def catalogue(
+        self, texts: Sequence[str], warm: torch.Tensor, batch_size: int = 1024
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, D)`` vectors and ``(N,)`` biases of every movie (:meth:`items`), in evaluation mode: ID + content
+        for warm movies, content alone for the others (``warm``: ``(N,)`` bool)."""
+        n = self.require_num_items()
+        if len(texts) != n or warm.shape != (n,):
+            raise ValueError(f"need {n} texts and a ({n},) warm mask, got {len(texts)} and {tuple(warm.shape)}")
+        was_training = self.training
+        self.eval()
+        try:
+            device = self.item_ids.weight.device
+            vectors, biases = [], []
+            for start in range(0, n, batch_size):
+                ids = torch.arange(start, min(n, start + batch_size), device=device)
+                v, b = self.items(ids, texts[start : start + batch_size], warm[ids.cpu()].to(device))
+                vectors.append(v)
+                biases.append(b)
+        finally:
+            self.train(was_training)
+        return torch.cat(vectors), torch.cat(biases)
+
+    # ----- saving -------------------------------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON types) with the content encoder as ``{"type", "config"}``."""
+        return {**self.config, "content": {"type": self.content.registry_name, "config": self.content.get_config()}}
+
+    def save_pretrained(self, folder: str | os.PathLike, extra: dict[str, Any], card: str | None = None) -> Path:
+        """Write a pretrained folder (``config.json``: format ``jointembed.two_tower``, the model's arguments and
+        ``extra`` (the catalogue); ``model.safetensors``; ``content/``: the encoder's files)."""
+        from jointembed.pretrained import state_for_saving, write_folder
+
+        def config_in(tmp: Path) -> dict[str, Any]:
+            (tmp / "content").mkdir()
+            content = {"type": self.content.registry_name, "config": self.content.save_to(tmp / "content")}
+            model = {**self.config, "content": content}
+            return {"format": FORMAT, "version": VERSION, "model": model, **extra}
+
+        return write_folder(folder, config_in, state_for_saving(self), card=card)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], folder: Path | None = None) -> TwoTowerRecommender:
+        """Rebuild (random weights) from :meth:`get_config` / a saved folder's ``model`` entry."""
+        from jointembed.registry import get_encoder_class
+
+        args = dict(config)
+        spec = args.pop("content")
+        encoder_class = get_encoder_class(spec["type"])
+        content = encoder_class(**spec["config"]) if folder is None else encoder_class.load_from(spec["config"], folder)
+        return cls(content, **args)
+
+
+FORMAT = "jointembed.two_tower"
+VERSION = 1

@@ -1,0 +1,218 @@
+"""Training the two-tower cold-start recommender: a user's history against the movie watched next, contrasted
+with in-batch and uniformly sampled movies (log-Q corrected), and each movie's ID bound to its content.
+
+Validation and test measure every segment of :mod:`jointembed.data.coldstart` (warm, cold, cold in all,
+cold users) beside the baselines; the test writes the table into ``test_metrics.json`` and prints it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jointembed.data.coldstart import format_table
+from jointembed.histories import Histories
+from jointembed.models.recommender import recent_watches
+from jointembed.models.two_tower import TwoTowerRecommender
+
+__all__ = ["ColdStartTask", "TwoTowerScorer"]
+
+
+class TwoTowerScorer:
+    """A trained two-tower model as a scorer (``score(histories, users) -> (len(users), N)``, the baselines'
+    interface): user vectors of the histories' rows against fixed movie vectors ``(N, D)``."""
+
+    scores_cold_items = True
+
+    def __init__(self, model: TwoTowerRecommender, item_vectors: torch.Tensor, item_biases: torch.Tensor) -> None:
+        self.model, self.items, self.biases = model, item_vectors, item_biases
+
+    @torch.no_grad()
+    def score(self, histories: Histories, users: np.ndarray) -> torch.Tensor:
+        bags = histories.to_sparse_batch(users).to(self.items.device)
+        recent = recent_watches(bags, self.model.recent_items) if self.model.recent_items else None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            users = self.model.user_vectors(bags, recent)
+            return (users @ self.items.T / self.model.temperature + self.biases).float().cpu()
+        finally:
+            self.model.train(was_training)
+
+
+class ColdStartTask(L.LightningModule):
+    """Trains a :class:`~jointembed.models.two_tower.TwoTowerRecommender` on a cold-start data module
+    (:class:`~jointembed.data.coldstart.MovieLensColdStartDataModule` or the movie-world one).
+
+    Each training example is ``(history, next movie)``. Its candidates are the batch's distinct targets and
+    ``num_negatives`` warm movies drawn uniformly; each candidate's logit ``cos(u, v_j) / τ`` is corrected by
+    ``-log Q_j``, the expected number of times ``j`` is among the candidates (``B · p_j`` as an in-batch target,
+    ``p_j`` its training frequency, plus ``S / N_warm`` as a sample), so popular movies are not pushed down for
+    being drawn more often (Yi et al. 2019). The binding loss is InfoNCE between the batch movies' ID embeddings
+    and their content vectors, so both sit at the same place in the space.
+
+    Args:
+        model: The two-tower model (its ``num_items`` may be ``None``: taken from the data).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        num_negatives: Uniformly sampled warm movies per batch.
+        bind_weight: Weight of the binding loss.
+        eval_k: Cut-off of the ranking metrics.
+    """
+
+    def __init__(
+        self,
+        model: TwoTowerRecommender,
+        lr: float = 0.005,
+        weight_decay: float = 0.0,
+        num_negatives: int = 256,
+        bind_weight: float = 1.0,
+        eval_k: int = 10,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.lr, self.weight_decay, self.num_negatives = lr, weight_decay, num_negatives
+        self.bind_weight, self.eval_k = bind_weight, eval_k
+        self._data: Any = None
+        self.item_texts: list[str] = []
+        self._test_metrics: dict[str, float] = {}
+
+    # ----- data ---------------------------------------------------------------------------------------------
+
+    def bind_data(self, datamodule: Any) -> None:
+        """Size the model from the data, take each movie's content text, which movies are warm (watched in
+        training) and their training frequencies; report movies without content."""
+        if self._data is not None and self._data() is datamodule:
+            return
+        datamodule.setup("fit")
+        self._data = weakref.ref(datamodule)
+        self.model.set_num_items(datamodule.num_items)
+        self.item_texts = list(datamodule.item_texts)
+        counts = torch.as_tensor(datamodule.item_counts, dtype=torch.float64)
+        warm = torch.as_tensor(datamodule.cold.warm_items) & (counts > 0)
+        self.register_buffer("warm", warm, persistent=False)
+        self.register_buffer("target_probs", (counts / counts.sum()).float(), persistent=False)
+        self.register_buffer("warm_ids", warm.nonzero().squeeze(1), persistent=False)
+        empty = datamodule.cold.no_content
+        if len(empty):
+            shown = ", ".join(str(datamodule.item_titles[i] if datamodule.item_titles else i) for i in empty[:5])
+            warnings.warn(
+                f"{len(empty)} movie(s) have no content (e.g. {shown}): they are never cold, and their vector is "
+                "their ID embedding alone",
+                stacklevel=2,
+            )
+        self.no_content = torch.zeros(len(self.item_texts), dtype=torch.bool)
+        self.no_content[torch.as_tensor(empty, dtype=torch.long)] = True
+        self.model.cache_content(self.item_texts)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer.datamodule is not None:
+            self.bind_data(self.trainer.datamodule)
+
+    def _texts(self, ids: torch.Tensor) -> list[str]:
+        return [self.item_texts[i] for i in ids.tolist()]
+
+    # ----- training -----------------------------------------------------------------------------------------
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        model = self.model
+        users = model.user_vectors(batch["history"], batch.get("user_features"))
+        target = batch["target"]
+        sampled = self.warm_ids[torch.randint(len(self.warm_ids), (self.num_negatives,), device=self.device)]
+        candidates = torch.unique(torch.cat([target, sampled]))
+        column = torch.searchsorted(candidates, target)
+        keep = self.warm[candidates] & (torch.rand(len(candidates), device=self.device) >= model.id_dropout)
+        vectors, bias = model.items(candidates, self._texts(candidates), keep)
+        expected = len(target) * self.target_probs[candidates] + self.num_negatives / len(self.warm_ids)
+        logits = users @ vectors.T / model.temperature + bias - torch.log(expected)
+        recommend = F.cross_entropy(logits, column)
+        distinct = torch.unique(target)
+        content = model.content_vectors(self._texts(distinct), distinct)
+        pairs = content @ model.id_vectors(distinct).T / model.temperature
+        labels = torch.arange(len(distinct), device=self.device)
+        bind = (F.cross_entropy(pairs, labels) + F.cross_entropy(pairs.T, labels)) / 2
+        loss = recommend + self.bind_weight * bind
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {self.global_step}")
+        self.log_dict({"train/loss": loss, "train/recommend": recommend, "train/bind": bind}, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    # ----- evaluation ---------------------------------------------------------------------------------------
+
+    def scorer(self) -> TwoTowerScorer:
+        """The model as a scorer over every movie: warm movies by ID + content, the others by content alone
+        (movies without content and without watches are left at their content-free ID vector and never
+        recommended as cold)."""
+        vectors, biases = self.model.catalogue(self.item_texts, self.warm.cpu())
+        return TwoTowerScorer(self.model, vectors, biases)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Nothing per batch: the whole validation runs at the end of the epoch, on the split itself."""
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or self._data is None:
+            return
+        metrics = self._data().coldstart_metrics({"two_tower": self.scorer()}, self.eval_k, "val", baselines=False)
+        k = self.eval_k
+        warm = metrics[f"val_coldstart/warm/two_tower/recall@{k}"]
+        cold = metrics[f"val_coldstart/cold/two_tower/recall@{k}"]
+        self.log_dict(
+            {
+                f"val/warm_recall@{k}": warm,
+                f"val/cold_recall@{k}": cold,
+                f"val/ndcg@{k}": metrics[f"val_coldstart/warm/two_tower/ndcg@{k}"],
+                f"val/mean_recall@{k}": (warm + cold) / 2,
+            },
+            prog_bar=True,
+        )
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """Nothing per batch: the whole test runs at the end of the epoch, on the split itself."""
+
+    def on_test_epoch_end(self) -> None:
+        metrics = self._data().coldstart_metrics({"two_tower": self.scorer()}, self.eval_k, "test")
+        self._test_metrics = metrics
+        # the model's recall per segment as logged metrics; the whole table goes to test_metrics.json
+        mine = {k: v for k, v in metrics.items() if "/two_tower/recall@" in k and not math.isnan(v)}
+        self.log_dict(mine)
+        if self.trainer.is_global_zero:
+            print(format_table(metrics, self.eval_k))
+
+    def extra_test_metrics(self) -> dict[str, Any]:
+        """Every segment's metrics of the model and the baselines, and the table as text, for
+        ``test_metrics.json``."""
+        if not self._test_metrics:
+            return {}
+        return {**self._test_metrics, "coldstart_table": format_table(self._test_metrics, self.eval_k)}
+
+    # ----- export -------------------------------------------------------------------------------------------
+
+    def export_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the model with its catalogue: every movie's key, title, content text and whether it is warm, so
+        a loaded model ranks warm and cold movies together."""
+        data = self._data() if self._data is not None else None
+        keys = data.item_keys if data is not None and data.item_keys is not None else list(range(len(self.warm)))
+        titles = data.item_titles if data is not None else None
+        extra = {
+            "item_keys": list(keys),
+            "item_titles": list(titles) if titles is not None else None,
+            "item_texts": self.item_texts,
+            "warm": self.warm.cpu().tolist(),
+            "test_metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
+        }
+        return self.model.save_pretrained(folder, extra)

@@ -1,0 +1,86 @@
+"""The cold-start split (item-disjoint cold movies, held-out cold users, warm leave-last-out) and the segment
+metrics, checked on a generated world and on a case computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jointembed.data.coldstart import coldstart_split, format_table, segment_metrics
+from jointembed.data.movie_world import generate_movie_world
+from jointembed.histories import Histories
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_movie_world(300, 400, seed=3)
+
+
+def test_cold_movies_never_reach_training_or_inputs(world) -> None:
+    split = coldstart_split(world.interactions, cold_fraction=0.2, val_cold_fraction=0.1, no_content=[0, 1], seed=1)
+    cold = np.concatenate([split.cold_items, split.val_cold_items])
+    assert len(split.cold_items) == 60 and len(split.val_cold_items) == 30
+    assert not set(split.cold_items) & set(split.val_cold_items) and not {0, 1} & set(cold)
+    w = split.warm
+    for histories in (w.train, w.val_targets, w.test_input, w.test_targets, split.cold_user_input):
+        assert not np.isin(histories.items, cold).any()
+    assert np.isin(split.cold_targets.items, split.cold_items).all() and split.cold_targets.nnz > 0
+    assert np.isin(split.val_cold_targets.items, split.val_cold_items).all()
+    assert not split.warm_items[cold].any() and split.warm_items.sum() == 300 - 90
+    events = np.bincount(world.interactions.items, minlength=300)
+    assert split.cold_targets.nnz == events[split.cold_items].sum() - _cold_user_watches(world, split)
+
+
+def _cold_user_watches(world, split) -> int:
+    inter = world.interactions
+    return int((np.isin(inter.items, split.cold_items) & np.isin(inter.users, split.cold_users)).sum())
+
+
+def test_cold_users_are_held_out_with_one_to_five_watches(world) -> None:
+    split = coldstart_split(world.interactions, cold_user_fraction=0.25, max_cold_user_watches=5, seed=2)
+    users = split.cold_users
+    assert len(users) > 50
+    assert (split.warm.train.lengths()[users] == 0).all() and (split.warm.test_targets.lengths()[users] == 0).all()
+    given = split.cold_user_input.lengths()[users]
+    assert given.min() >= 1 and given.max() <= 5 and len(set(given.tolist())) == 5
+    assert (split.cold_user_targets.lengths()[users] >= 1).all()
+    for user in users[:10]:  # the input is the user's first watches, in time order
+        warm_log = np.concatenate([split.cold_user_input.get(user), split.cold_user_targets.get(user)])
+        assert len(set(warm_log.tolist())) == len(warm_log)
+
+
+def test_the_split_is_seeded(world) -> None:
+    a, b = coldstart_split(world.interactions, seed=5), coldstart_split(world.interactions, seed=5)
+    c = coldstart_split(world.interactions, seed=6)
+    assert np.array_equal(a.cold_items, b.cold_items) and np.array_equal(a.cold_users, b.cold_users)
+    assert not np.array_equal(a.cold_items, c.cold_items)
+
+
+def test_bad_settings_are_named(world) -> None:
+    with pytest.raises(ValueError, match="cold_fraction must be in \\[0, 1\\), got 1.5"):
+        coldstart_split(world.interactions, cold_fraction=1.5)
+    with pytest.raises(ValueError, match="cannot draw 270 \\+ 0 cold items from the"):
+        coldstart_split(world.interactions, cold_fraction=0.9, val_cold_fraction=0.0, no_content=range(100))
+
+
+class _Fixed:
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = torch.tensor(scores)
+
+    def score(self, histories: Histories, users: np.ndarray) -> torch.Tensor:
+        return self.scores.repeat(len(users), 1)
+
+
+def test_segment_metrics_by_hand() -> None:
+    # 6 items; user 0 watched item 0, targets {3, 5}; only items 2..5 are candidates; k = 2
+    inputs = Histories.from_lists([[0], [1]], num_items=6)
+    targets = Histories.from_lists([[3, 5], []], num_items=6)
+    candidates = np.array([False, False, True, True, True, True])
+    scorer = _Fixed([9.0, 8.0, 1.0, 5.0, 4.0, 0.5])  # ranked among candidates: 3, 4, 2, 5
+    m = segment_metrics(scorer, inputs, targets, np.array([0, 1]), candidates, k=2)
+    assert m["users"] == 1  # user 1 has no target
+    assert m["recall@2"] == pytest.approx(0.5) and m["hr@2"] == 1.0
+    assert m["ndcg@2"] == pytest.approx(1.0 / (1.0 + 1.0 / np.log2(3)))
+    table = format_table({f"test_coldstart/cold/fixed/{k}": v for k, v in m.items()}, k=2)
+    assert "cold" in table and "0.5000" in table

@@ -1,0 +1,87 @@
+"""The two-tower cold-start task on a tiny movie world: it trains, writes the warm / cold / cold-user table, and
+its exported folder ranks warm and cold movies together exactly as the test scored them, and takes new movies
+from their content alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from jointembed.data.coldstart import MovieWorldColdStartDataModule
+from jointembed.encoders.text import ScratchTextEncoder
+from jointembed.errors import UnknownItemError
+from jointembed.models.pretrained_two_tower import PretrainedTwoTower
+from jointembed.models.two_tower import TwoTowerRecommender
+from jointembed.tasks.coldstart import ColdStartTask
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ColdStartTask, MovieWorldColdStartDataModule, Path]:
+    L.seed_everything(0)
+    data = MovieWorldColdStartDataModule(num_movies=300, num_users=500, num_hidden_aspects=0, causal=True,
+                                         max_history=50, recent_items=2, batch_size=128)  # fmt: skip
+    content = ScratchTextEncoder(num_buckets=512, min_ngram=0, embedding_dim=16, architecture="bag", output_dim=16)
+    model = TwoTowerRecommender(content, id_dim=8, hidden_sizes=[32], recent_items=2)
+    task = ColdStartTask(model, lr=0.01, num_negatives=64)
+    task.bind_data(data)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(task, datamodule=data)
+    trainer.test(task, datamodule=data)
+    folder = task.export_pretrained(tmp_path_factory.mktemp("model") / "pretrained")
+    return task, data, folder
+
+
+def test_the_table_has_every_segment_and_baseline(trained) -> None:
+    task, data, _ = trained
+    extra = task.extra_test_metrics()
+    keys = ["warm/two_tower", "warm/ease", "warm/popularity", "cold/two_tower", "cold/random",
+            "cold/popularity_oracle", "cold_in_all/two_tower", "cold_users/two_tower", "cold_users/ease"]  # fmt: skip
+    for key in keys:
+        assert f"test_coldstart/{key}/recall@10" in extra, key
+    assert "cold_users" in extra["coldstart_table"]
+    random_cold = extra["test_coldstart/cold/random/recall@10"]
+    assert 0 < random_cold < 0.3  # 60 cold movies, 10 slots: about 1/6
+
+
+def test_the_folder_ranks_warm_and_cold_movies_as_the_test_scored_them(trained) -> None:
+    task, data, folder = trained
+    served = PretrainedTwoTower.from_pretrained(folder)
+    assert served.warm.sum() == task.warm.sum() and len(served.item_keys) == 300
+    split = data.cold
+    user = int(split.warm.test_users[0])
+    history = split.warm.test_input.get(user).tolist()
+    got = served.recommend(history, k=15)
+    scores = task.scorer().score(split.warm.test_input, np.array([user]))[0]
+    scores[history] = float("-inf")
+    expected = torch.topk(scores, 15).indices.tolist()
+    assert [s.key for s in got] == expected
+    assert np.allclose([s.score for s in got], scores[expected].numpy(), atol=1e-4)
+    everything = served.recommend(history, k=300 - len(set(history)))
+    cold = {int(i) for i in split.cold_items}
+    assert cold & {s.key for s in everything}  # cold movies compete in the same ranking
+
+
+def test_new_movies_come_from_content_alone(trained) -> None:
+    _, data, folder = trained
+    served = PretrainedTwoTower.from_pretrained(folder)
+    text = data.item_texts[int(data.cold.cold_items[0])]
+    served.add_items(["new-1"], [text], ["A New Movie"])
+    assert served.item_id("A New Movie") == 300 and not bool(served.warm[300])
+    cold = int(data.cold.cold_items[0])
+    assert torch.allclose(served.vectors[300], served.vectors[cold], atol=1e-5)  # same content, same place
+    with pytest.raises(ValueError, match="is empty: a cold movie is placed by its content alone"):
+        served.add_items(["new-2"], ["  "])
+    with pytest.raises(ValueError, match="already in the catalogue"):
+        served.add_items(["new-1"], ["x"])
+    with pytest.raises(UnknownItemError, match="history 0: movie 'nope' is neither a key nor a title"):
+        served.recommend(["nope"], k=3)
+    warm_movie = int(torch.nonzero(served.warm)[0])
+    with pytest.warns(UserWarning, match="1 movie\\(s\\) the model never saw are left out"):
+        served.recommend([warm_movie, cold], k=3)
+    with pytest.raises(ValueError, match="has no movie the model saw in training"):
+        served.recommend([cold], k=3)
