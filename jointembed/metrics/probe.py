@@ -37,7 +37,8 @@ def linear_probe_r2(
     order = np.random.default_rng(seed).permutation(x.shape[0])
     n_test = max(1, int(round(test_fraction * x.shape[0])))
     test, train = order[:n_test], order[n_test:]
-    pred = Ridge(alpha=alpha).fit(x[train], y[train]).predict(x[test])
+    # a one-column target gets 1-D predictions from Ridge, which would broadcast against (n, 1) into nonsense
+    pred = Ridge(alpha=alpha).fit(x[train], y[train]).predict(x[test]).reshape(y[test].shape)
     residual = ((y[test] - pred) ** 2).sum(0)
     total = ((y[test] - y[test].mean(0)) ** 2).sum(0)
     return 1.0 - residual / np.where(total == 0, 1.0, total)
