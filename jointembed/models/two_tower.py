@@ -45,6 +45,8 @@ class TwoTowerRecommender(nn.Module):
         dropout: Dropout in the user tower.
         id_dropout: Probability, per movie and step, that its ID part is left out in training.
         temperature: Softmax temperature of the cosine scores.
+        freeze_content: Freeze the content encoder's backbone (a pretrained transformer): only its projection
+            head trains, and its features of every movie are computed once (:meth:`cache_content`).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class TwoTowerRecommender(nn.Module):
         dropout: float = 0.0,
         id_dropout: float = 0.5,
         temperature: float = 0.05,
+        freeze_content: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= id_dropout <= 1.0:
@@ -69,8 +72,10 @@ class TwoTowerRecommender(nn.Module):
         self.config = {
             "num_items": num_items, "id_dim": id_dim, "hidden_sizes": list(hidden_sizes),
             "recent_items": recent_items, "combiner": combiner, "dropout": dropout, "id_dropout": id_dropout,
-            "temperature": temperature,
+            "temperature": temperature, "freeze_content": freeze_content,
         }  # fmt: skip
+        if freeze_content:
+            content.freeze()
         self.id_dropout, self.temperature, self.recent_items = id_dropout, temperature, recent_items
         self.num_items: int | None = None
         self._feature_cache: torch.Tensor | None = None

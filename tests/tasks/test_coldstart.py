@@ -85,3 +85,22 @@ def test_new_movies_come_from_content_alone(trained) -> None:
         served.recommend([warm_movie, cold], k=3)
     with pytest.raises(ValueError, match="has no movie the model saw in training"):
         served.recommend([cold], k=3)
+
+
+def test_the_collaborative_filtering_recommender_gets_the_same_table_without_cold_movies() -> None:
+    from jointembed.models.recommender import Recommender
+    from jointembed.tasks.recommendation import RecommendationTask
+
+    L.seed_everything(0)
+    data = MovieWorldColdStartDataModule(num_movies=200, num_users=300, causal=True, max_history=50, batch_size=128)
+    task = RecommendationTask(Recommender(None, embedding_dim=8, hidden_sizes=[16]), lr=0.01)
+    task.bind_data(data)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(task, datamodule=data)
+    trainer.test(task, datamodule=data)
+    extra = task.extra_test_metrics()
+    assert "test_coldstart/warm/cf_recommender/recall@10" in extra
+    assert "test_coldstart/cold_users/cf_recommender/recall@10" in extra
+    assert not any("cold/cf_recommender" in key or "cold_in_all/cf" in key for key in extra)
+    assert extra["test_coldstart/cold/random/recall@10"] > 0
