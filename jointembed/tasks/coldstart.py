@@ -95,6 +95,11 @@ class ColdStartTask(L.LightningModule):
         training) and their training frequencies; report movies without content."""
         if self._data is not None and self._data() is datamodule:
             return
+        if self.model.recent_items != datamodule.recent_items:
+            raise ValueError(
+                f"the model embeds the {self.model.recent_items} latest watches (model recent_items) but the data "
+                f"adds {datamodule.recent_items} (data recent_items): set both to the same number"
+            )
         datamodule.setup("fit")
         self._data = weakref.ref(datamodule)
         self.model.set_num_items(datamodule.num_items)

@@ -104,3 +104,11 @@ def test_the_collaborative_filtering_recommender_gets_the_same_table_without_col
     assert "test_coldstart/cold_users/cf_recommender/recall@10" in extra
     assert not any("cold/cf_recommender" in key or "cold_in_all/cf" in key for key in extra)
     assert extra["test_coldstart/cold/random/recall@10"] > 0
+
+
+def test_recent_watches_must_agree_between_model_and_data() -> None:
+    data = MovieWorldColdStartDataModule(num_movies=100, num_users=100, recent_items=2)
+    content = ScratchTextEncoder(**ScratchTextEncoder.tiny_config())
+    task = ColdStartTask(TwoTowerRecommender(content, recent_items=0))
+    with pytest.raises(ValueError, match="embeds the 0 latest watches .* but the data adds 2"):
+        task.bind_data(data)
