@@ -24,7 +24,11 @@ def test_python_examples_run():
 
 
 # Recipes that read data from the user's folder, and where the development copy is (skipped when absent).
-_DATA_ARGS = {"movielens": ("--data.init_args.path", REPO.parent / "shared" / "data" / "movielens" / "ml-100k")}
+_ML100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
+_DATA_ARGS = {
+    "movielens": ("--data.init_args.path", _ML100K),
+    "movielens_coldstart": ("--data.init_args.path", _ML100K),
+}
 
 
 _AFTER_RUN_COMMANDS = ("embed", "search", "export", "predict")
