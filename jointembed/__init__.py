@@ -51,6 +51,8 @@ _EXPORTS: dict[str, str] = {
     "ItemScore": "jointembed.models.pretrained_recommender",
     "UnknownItemError": "jointembed.errors",
     "EmbeddingIndex": "jointembed.search.index",
+    "TwoTowerRecommender": "jointembed.models.two_tower",
+    "PretrainedTwoTower": "jointembed.models.pretrained_two_tower",
 }
 
 __all__ = [
@@ -93,6 +95,8 @@ __all__ = [
     "ItemScore",
     "UnknownItemError",
     "EmbeddingIndex",
+    "TwoTowerRecommender",
+    "PretrainedTwoTower",
 ]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the real names
@@ -109,7 +113,9 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
     from jointembed.models.house_price import HousePricePredictor
     from jointembed.models.joint import JointEmbeddingModel
     from jointembed.models.pretrained_recommender import ItemScore, PretrainedRecommender
+    from jointembed.models.pretrained_two_tower import PretrainedTwoTower
     from jointembed.models.recommender import Recommender
+    from jointembed.models.two_tower import TwoTowerRecommender
     from jointembed.nn.mlp import MLP
     from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim
     from jointembed.optim import LazyAdam
