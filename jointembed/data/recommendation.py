@@ -462,6 +462,8 @@ class MovieWorldDataModule(InteractionsDataModule):
         pool_factor: Candidates drawn per watch when sampling (larger is closer to exact, slower to generate).
         temperature: Softmax temperature of taste affinity (smaller makes taste matter more; see the generator).
         world_seed: Seed of the generated world.
+        genre_accuracy: How often a movie's generated genre words match the sign of its named aspects (0.5: no
+            information; its titles and genres never change the watches).
         **kwargs: Split and loader settings of :class:`InteractionsDataModule`.
     """
 
@@ -475,10 +477,12 @@ class MovieWorldDataModule(InteractionsDataModule):
         pool_factor: int = 8,
         temperature: float = 1.0,
         world_seed: int = 0,
+        genre_accuracy: float = 0.75,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.world_args = {
+            "genre_accuracy": genre_accuracy,
             "num_movies": num_movies,
             "num_users": num_users,
             "num_hidden_aspects": num_hidden_aspects,

@@ -84,3 +84,14 @@ def test_segment_metrics_by_hand() -> None:
     assert m["ndcg@2"] == pytest.approx(1.0 / (1.0 + 1.0 / np.log2(3)))
     table = format_table({f"test_coldstart/cold/fixed/{k}": v for k, v in m.items()}, k=2)
     assert "cold" in table and "0.5000" in table
+
+
+def test_the_world_data_module_sets_how_clear_the_genres_are() -> None:
+    from jointembed.data.coldstart import MovieWorldColdStartDataModule
+
+    vague = MovieWorldColdStartDataModule(num_movies=120, num_users=150, genre_accuracy=0.5)
+    clear = MovieWorldColdStartDataModule(num_movies=120, num_users=150, genre_accuracy=0.95)
+    vague.setup()
+    clear.setup()
+    assert np.array_equal(vague.interactions.items, clear.interactions.items)  # content never changes watches
+    assert vague.item_texts != clear.item_texts
