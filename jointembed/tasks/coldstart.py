@@ -68,6 +68,10 @@ class ColdStartTask(L.LightningModule):
         num_negatives: Uniformly sampled warm movies per batch.
         bind_weight: Weight of the binding loss.
         eval_k: Cut-off of the ranking metrics.
+        taste_weight: Weight of a third term: the batch's users against the content vectors alone of the batch's
+            movies, without log-Q correction, so content learns taste (what a user watches more than its
+            popularity says) rather than popularity, which content mostly cannot tell. On ml-100k 1.0 took cold
+            Recall@10 from 0.167 to 0.183 and warm from 0.244 to 0.216; validation could not tell the two apart.
     """
 
     def __init__(
@@ -78,8 +82,10 @@ class ColdStartTask(L.LightningModule):
         num_negatives: int = 256,
         bind_weight: float = 1.0,
         eval_k: int = 10,
+        taste_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.taste_weight = taste_weight
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.lr, self.weight_decay, self.num_negatives = lr, weight_decay, num_negatives
@@ -148,6 +154,13 @@ class ColdStartTask(L.LightningModule):
         labels = torch.arange(len(distinct), device=self.device)
         bind = (F.cross_entropy(pairs, labels) + F.cross_entropy(pairs.T, labels)) / 2
         loss = recommend + self.bind_weight * bind
+        if self.taste_weight:
+            # content alone against the other examples' movies, uncorrected: in-batch negatives are drawn as
+            # often as movies are watched, so this ranks by taste (p(j|u) / p(j)), which content can carry,
+            # rather than by popularity, which it mostly cannot
+            taste_logits = users @ content.T / model.temperature
+            taste = F.cross_entropy(taste_logits, torch.searchsorted(distinct, target))
+            loss = loss + self.taste_weight * taste
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {self.global_step}")
         self.log_dict({"train/loss": loss, "train/recommend": recommend, "train/bind": bind}, prog_bar=True)
