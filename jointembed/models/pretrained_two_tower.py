@@ -68,6 +68,14 @@ class PretrainedTwoTower:
         self._ids = {key: i for i, key in enumerate(self.item_keys)}
         self.vectors, self.biases = model.catalogue(self.item_texts, self.warm)
         self._index: EmbeddingIndex | None = None
+        unplaced = [i for i in range(n) if not self.warm[i] and not self.item_texts[i].strip()]
+        if unplaced:
+            shown = ", ".join(repr(self.item_keys[i]) for i in unplaced[:5])
+            warnings.warn(
+                f"{len(unplaced)} movie(s) were never watched in training and have no content (e.g. {shown}): "
+                "nothing places them, so they are never recommended",
+                stacklevel=2,
+            )
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> PretrainedTwoTower:
@@ -119,12 +127,14 @@ class PretrainedTwoTower:
     def catalogue_index(
         self, backend: str = "exact", backend_options: Mapping[str, Any] | None = None
     ) -> EmbeddingIndex:
-        """Every movie as ``[v, b]`` in an inner-product index, so a user's ``[u / τ, 1]`` scores it as the model
-        does; keyed by raw key, metadata ``title`` and ``warm``. ``backend="hnsw"`` for a large catalogue."""
-        rows = torch.cat([self.vectors, self.biases.unsqueeze(1)], dim=1).numpy()
+        """Every movie that can be placed (watched in training, or with content) as ``[v, b]`` in an
+        inner-product index, so a user's ``[u / τ, 1]`` scores it as the model does; keyed by raw key, metadata
+        ``title`` and ``warm``. ``backend="hnsw"`` for a large catalogue."""
+        placed = [i for i in range(len(self.item_keys)) if bool(self.warm[i]) or self.item_texts[i].strip()]
+        rows = torch.cat([self.vectors, self.biases.unsqueeze(1)], dim=1)[placed].numpy()
         index = EmbeddingIndex(rows.shape[1], backend, backend_options, "dot", {"name": "two-tower movies"})
-        meta = [{"title": t, "warm": bool(w)} for t, w in zip(self.item_titles, self.warm.tolist(), strict=True)]
-        index.add(rows, self.item_keys, ["movie"] * len(rows), meta)
+        meta = [{"title": self.item_titles[i], "warm": bool(self.warm[i])} for i in placed]
+        index.add(rows, [self.item_keys[i] for i in placed], ["movie"] * len(rows), meta)
         return index
 
     # ----- answers ------------------------------------------------------------------------------------------

@@ -159,9 +159,13 @@ class TwoTowerRecommender(nn.Module):
             keep_id: ``(n,)`` bool: use the ID part (False for a cold movie, or when dropped in training).
 
         Returns:
-            ``(n, D)`` unit vectors and ``(n,)`` biases.
+            ``(n, D)`` unit vectors and ``(n,)`` biases; a movie with neither content text nor its ID part gets a
+            zero vector (it cannot be placed; :class:`~jointembed.models.pretrained_two_tower.PretrainedTwoTower`
+            leaves such movies out).
         """
-        content = self.content_vectors(texts, item_ids)
+        # a movie without content text gets no content part (not the embedding of an empty string)
+        has_text = torch.tensor([bool(str(t).strip()) for t in texts], device=item_ids.device)
+        content = self.content_vectors(texts, item_ids) * has_text.unsqueeze(1).to(self.item_ids.weight.dtype)
         keep = keep_id.to(content.dtype)
         ids = F.normalize(self.item_ids(item_ids), dim=-1)
         vectors = F.normalize(content + keep.unsqueeze(1) * ids, dim=-1)

@@ -150,9 +150,10 @@ class ColdStartTask(L.LightningModule):
         recommend = F.cross_entropy(logits, column)
         distinct = torch.unique(target)
         content = model.content_vectors(self._texts(distinct), distinct)
-        pairs = content @ model.id_vectors(distinct).T / model.temperature
-        labels = torch.arange(len(distinct), device=self.device)
-        bind = (F.cross_entropy(pairs, labels) + F.cross_entropy(pairs.T, labels)) / 2
+        with_text = ~self.no_content.to(distinct.device)[distinct]  # a movie without content has nothing to bind
+        pairs = content[with_text] @ model.id_vectors(distinct[with_text]).T / model.temperature
+        labels = torch.arange(len(pairs), device=self.device)
+        bind = (F.cross_entropy(pairs, labels) + F.cross_entropy(pairs.T, labels)) / 2 if len(pairs) else pairs.sum()
         loss = recommend + self.bind_weight * bind
         if self.taste_weight:
             # content alone against the other examples' movies, uncorrected: in-batch negatives are drawn as

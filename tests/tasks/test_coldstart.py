@@ -137,3 +137,20 @@ def test_movielens_coldstart_recipe_places_unwatched_movies_from_content(tmp_pat
     assert m[key("warm", "two_tower")] > m[key("warm", "popularity")] + 0.05  # measured 0.224 vs 0.104
     served = PretrainedTwoTower.from_pretrained(metrics_file.parent / "pretrained")
     assert len(served.recommend([50, 181, 1], k=10)) == 10  # Star Wars, Return of the Jedi, Toy Story
+
+
+def test_a_movie_without_content_or_watches_is_reported_and_never_recommended(trained, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    _, data, folder = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    cold = int(data.cold.cold_items[0])
+    config["item_texts"][cold] = ""
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="1 movie\\(s\\) were never watched in training and have no content"):
+        served = PretrainedTwoTower.from_pretrained(copy)
+    assert torch.count_nonzero(served.vectors[cold]) == 0
+    assert cold not in served.catalogue_index()
