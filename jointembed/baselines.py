@@ -20,7 +20,7 @@ import torch
 from jointembed.histories import Histories
 from jointembed.metrics.ranking import budget_rows, topk_from_scorer
 
-__all__ = ["RandomRecommender", "PopularityRecommender", "EASE"]
+__all__ = ["RandomRecommender", "PopularityRecommender", "EASE", "ContentProfileRecommender"]
 
 
 class _Baseline(ABC):
@@ -147,3 +147,38 @@ class EASE(_Baseline):
         self._check_fitted(histories)
         x = histories.select(np.asarray(users)).to_csr_matrix(binary=True)
         return torch.from_numpy(np.asarray(x @ self.weights.numpy(), dtype=np.float32))
+
+
+class ContentProfileRecommender(_Baseline):
+    """The classic content-based recommender: a user's profile is the mean bag of words of the movies they
+    watched, less the mean over the catalogue's watched movies, and a movie's score is its bag of words (unit
+    length) against that profile. It needs no watch of a movie to score it, so it is the baseline a cold-start
+    model's content tower has to beat.
+
+    Args:
+        texts: ``N`` content texts in item-ID order (e.g. :func:`jointembed.data.item_content.item_content_texts`).
+    """
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.preprocessing import normalize
+
+        words = CountVectorizer(token_pattern=r"[^\W_]+(?:'[^\W_]+)?", binary=True, dtype=np.float32)
+        self.items = normalize(words.fit_transform([str(t) for t in texts])).tocsr()
+
+    def fit(self, train: Histories) -> ContentProfileRecommender:
+        """Record the catalogue size and the mean bag of the movies watched in ``train``."""
+        if train.num_items != self.items.shape[0]:
+            raise ValueError(f"{self.items.shape[0]} texts but the histories have {train.num_items} items")
+        self.num_items = train.num_items
+        watched = np.unique(train.items)
+        self.mean = np.asarray(self.items[watched].mean(axis=0)).ravel()
+        return self
+
+    def score(self, histories: Histories, users: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """``(len(users), N)`` profile · bag scores."""
+        self._check_fitted(histories)
+        rows = histories.select(np.asarray(users)).to_csr_matrix(binary=True)
+        counts = np.maximum(np.asarray(rows.sum(axis=1)), 1.0)
+        profiles = (rows @ self.items).toarray() / counts - self.mean
+        return torch.from_numpy(np.asarray(self.items @ profiles.T).T.astype(np.float32))

@@ -46,3 +46,16 @@ def test_baselines_beat_random_on_a_movie_world():
         results[name] = evaluate_rankings(top, test, world.interactions.num_items, users=users)["ndcg@10"]
     assert results["pop"] > 2 * results["random"]
     assert results["ease"] > results["pop"]
+
+
+def test_content_profile_by_hand():
+    from jointembed.baselines import ContentProfileRecommender
+
+    texts = ["red apple", "green apple", "red car", "children's film"]
+    model = ContentProfileRecommender(texts).fit(Histories.from_lists([[0, 1], [2]], 4))
+    scores = model.score(Histories.from_lists([[0], [2, 3]], 4), [0, 1])
+    # user 0 watched "red apple": profile = its bag minus the mean bag of items 0-2, item 0 scores 2·(√½·(√½ - √2/3))
+    assert scores[0].tolist() == pytest.approx([1 / 3, 0.0, 0.0, 0.0], abs=1e-6)
+    assert scores[1, 3] == pytest.approx(0.5, abs=1e-6)  # "children's" is one word, shared only with item 3
+    with pytest.raises(ValueError, match="4 texts but the histories have 5 items"):
+        model.fit(Histories.from_lists([[0]], 5))

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jointembed.baselines import EASE, PopularityRecommender, RandomRecommender
+from jointembed.baselines import EASE, ContentProfileRecommender, PopularityRecommender, RandomRecommender
 from jointembed.data.interactions import Interactions, temporal_split
 from jointembed.data.recommendation import MovieLensDataModule, MovieWorldDataModule, RecommendationSplit
 from jointembed.histories import Histories
@@ -267,9 +267,11 @@ class ColdStartData:
         """``{"<stage>_coldstart/<segment>/<scorer>/<metric>": value}`` for the given scorers and the baselines.
 
         Segments: ``warm`` (warm test targets ranked among warm items), ``cold`` (cold-item targets ranked among
-        the cold items), ``cold_in_all`` (the same targets ranked among every item, for scorers that can score
-        cold items), ``cold_users`` (held-out users from their first 1–5 watches, ranked among warm items). With
-        ``stage="val"`` the validation targets and validation cold items are used, and only ``warm``/``cold``.
+        the cold items; baselines: the content profile of :class:`~jointembed.baselines.ContentProfileRecommender`,
+        random, and the oracle popularity), ``cold_in_all`` (the same targets ranked among every item, for
+        scorers that can score cold items), ``cold_users`` (held-out users from their first 1–5 watches, ranked
+        among warm items). With ``stage="val"`` the validation targets and validation cold items are used, and
+        only ``warm``/``cold``.
 
         Args:
             scorers: ``{name: scorer}``; a scorer with ``scores_cold_items = False`` (a collaborative-filtering
@@ -289,6 +291,8 @@ class ColdStartData:
         random = RandomRecommender(seed=self.seed).fit(fit_on)
         extra = {"random": random} if baselines else {}
         oracle = {"popularity_oracle": _OraclePopularity(counts), **extra} if baselines else {}
+        if baselines and self.item_texts is not None:
+            oracle = {"content_profile": ContentProfileRecommender(self.item_texts).fit(fit_on), **oracle}
         if not baselines:
             chosen_baselines = {}
         cold_items = c.cold_items if stage == "test" else c.val_cold_items
