@@ -178,7 +178,7 @@ class PretrainedTwoTower:
         bags = SparseBatch.from_lists(rows)
         recent = recent_watches(bags, self.model.recent_items) if self.model.recent_items else None
         with torch.no_grad():
-            return self.model.user_vectors(bags, recent)
+            return self.model.user_vectors(bags, recent, self.item_texts)
 
     def recommend(
         self,

@@ -45,6 +45,8 @@ class TwoTowerRecommender(nn.Module):
         dropout: Dropout in the user tower.
         id_dropout: Probability, per movie and step, that its ID part is left out in training.
         temperature: Softmax temperature of the cosine scores.
+        history_content: Describe a user also by the mean content vector of their watched movies (beside the
+            ID bags), so taste in content reaches the user tower directly.
         freeze_content: Freeze the content encoder's backbone (a pretrained transformer): only its projection
             head trains, and its features of every movie are computed once (:meth:`cache_content`).
     """
@@ -61,6 +63,7 @@ class TwoTowerRecommender(nn.Module):
         id_dropout: float = 0.5,
         temperature: float = 0.05,
         freeze_content: bool = False,
+        history_content: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= id_dropout <= 1.0:
@@ -73,6 +76,7 @@ class TwoTowerRecommender(nn.Module):
             "num_items": num_items, "id_dim": id_dim, "hidden_sizes": list(hidden_sizes),
             "recent_items": recent_items, "combiner": combiner, "dropout": dropout, "id_dropout": id_dropout,
             "temperature": temperature, "freeze_content": freeze_content,
+            "history_content": history_content,
         }  # fmt: skip
         if freeze_content:
             content.freeze()
@@ -101,6 +105,8 @@ class TwoTowerRecommender(nn.Module):
         if c["recent_items"]:
             self.recent_embedding = SparseEmbedding(num_items, c["id_dim"], combiner=c["combiner"])
             in_features += c["id_dim"]
+        if c["history_content"]:
+            in_features += self.output_dim
         self.user_tower = MLP(in_features, c["hidden_sizes"], self.output_dim, dropout=c["dropout"])
         self.item_ids = nn.Embedding(num_items, self.output_dim)
         nn.init.normal_(self.item_ids.weight, std=0.1)
@@ -116,15 +122,40 @@ class TwoTowerRecommender(nn.Module):
 
     # ----- towers -------------------------------------------------------------------------------------------
 
-    def user_vectors(self, history: SparseBatch, recent: SparseBatch | None = None) -> torch.Tensor:
-        """``(B, D)`` unit user vectors from ``B`` bags of watched item IDs (and the recent-watches bags)."""
+    def user_vectors(
+        self, history: SparseBatch, recent: SparseBatch | None = None, texts: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """``(B, D)`` unit user vectors from ``B`` bags of watched item IDs (and the recent-watches bags).
+
+        Args:
+            history: ``B`` bags of watched item IDs.
+            recent: ``B`` bags of the latest watches (with ``recent_items > 0``).
+            texts: Every item's content text (with ``history_content``): the mean content vector of the watched
+                movies joins the ID bags, so a user is also described by what their movies are about.
+        """
         self.require_num_items()
         parts = [self.history_embedding(history)]
         if self.recent_items:
             if recent is None:
                 raise ValueError("the model embeds the recent-watches bag (recent_items > 0): pass recent=")
             parts.append(self.recent_embedding(recent))
+        if self.config["history_content"]:
+            if texts is None:
+                raise ValueError("the model describes users by their movies' content (history_content): pass texts=")
+            parts.append(self._history_content(history, texts))
         return F.normalize(self.user_tower(torch.cat(parts, dim=1)), dim=-1)
+
+    def _history_content(self, history: SparseBatch, texts: Sequence[str]) -> torch.Tensor:
+        """``(B, D)`` mean content vector of each bag's movies (zeros for an empty bag)."""
+        ids, inverse = torch.unique(history.values, return_inverse=True)
+        content = self.content_vectors([texts[i] for i in ids.tolist()], ids)
+        has_text = torch.tensor([bool(str(texts[i]).strip()) for i in ids.tolist()], device=content.device)
+        content = content * has_text.unsqueeze(1).to(content.dtype)
+        lengths = history.lengths()
+        bag = torch.repeat_interleave(torch.arange(len(lengths), device=content.device), lengths)
+        sums = torch.zeros(len(lengths), content.shape[1], device=content.device, dtype=content.dtype)
+        sums.index_add_(0, bag, content[inverse])
+        return sums / lengths.clamp_min(1).unsqueeze(1).to(content.dtype)
 
     def content_vectors(self, texts: Sequence[str], item_ids: torch.Tensor | None = None) -> torch.Tensor:
         """``(n, D)`` unit content vectors of ``n`` texts. With a frozen content backbone and ``item_ids`` into

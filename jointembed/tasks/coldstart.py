@@ -34,8 +34,10 @@ class TwoTowerScorer:
 
     scores_cold_items = True
 
-    def __init__(self, model: TwoTowerRecommender, item_vectors: torch.Tensor, item_biases: torch.Tensor) -> None:
-        self.model, self.items, self.biases = model, item_vectors, item_biases
+    def __init__(
+        self, model: TwoTowerRecommender, item_vectors: torch.Tensor, item_biases: torch.Tensor, texts: list[str]
+    ) -> None:
+        self.model, self.items, self.biases, self.texts = model, item_vectors, item_biases, texts
 
     @torch.no_grad()
     def score(self, histories: Histories, users: np.ndarray) -> torch.Tensor:
@@ -44,7 +46,7 @@ class TwoTowerScorer:
         was_training = self.model.training
         self.model.eval()
         try:
-            users = self.model.user_vectors(bags, recent)
+            users = self.model.user_vectors(bags, recent, self.texts)
             return (users @ self.items.T / self.model.temperature + self.biases).float().cpu()
         finally:
             self.model.train(was_training)
@@ -138,7 +140,7 @@ class ColdStartTask(L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         model = self.model
-        users = model.user_vectors(batch["history"], batch.get("user_features"))
+        users = model.user_vectors(batch["history"], batch.get("user_features"), self.item_texts)
         target = batch["target"]
         sampled = self.warm_ids[torch.randint(len(self.warm_ids), (self.num_negatives,), device=self.device)]
         candidates = torch.unique(torch.cat([target, sampled]))
@@ -178,7 +180,7 @@ class ColdStartTask(L.LightningModule):
         (movies without content and without watches are left at their content-free ID vector and never
         recommended as cold)."""
         vectors, biases = self.model.catalogue(self.item_texts, self.warm.cpu())
-        return TwoTowerScorer(self.model, vectors, biases)
+        return TwoTowerScorer(self.model, vectors, biases, self.item_texts)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Nothing per batch: the whole validation runs at the end of the epoch, on the split itself."""

@@ -25,7 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ColdStartTask, Mo
     data = MovieWorldColdStartDataModule(num_movies=300, num_users=500, num_hidden_aspects=0, causal=True,
                                          max_history=50, recent_items=2, batch_size=128)  # fmt: skip
     content = ScratchTextEncoder(num_buckets=512, min_ngram=0, embedding_dim=16, architecture="bag", output_dim=16)
-    model = TwoTowerRecommender(content, id_dim=8, hidden_sizes=[32], recent_items=2)
+    model = TwoTowerRecommender(content, id_dim=8, hidden_sizes=[32], recent_items=2, history_content=True)
     task = ColdStartTask(model, lr=0.01, num_negatives=64, taste_weight=0.5)
     task.bind_data(data)
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
