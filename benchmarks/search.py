@@ -32,6 +32,7 @@ on 2 cores with one thread (6 of them the HNSW build) and 5 with ``--threads 2``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -64,13 +65,10 @@ def _clustered(rng: np.random.Generator, centres: np.ndarray, n: int, noise: flo
 
 def _status_mb(field: str) -> float | None:
     """A ``VmRSS``/``VmHWM`` line of /proc/self/status in MB, or ``None`` where there is none."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
     return None
 
 
