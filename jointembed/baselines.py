@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,7 +21,17 @@ import torch
 from jointembed.histories import Histories
 from jointembed.metrics.ranking import budget_rows, topk_from_scorer
 
-__all__ = ["RandomRecommender", "PopularityRecommender", "EASE", "ContentProfileRecommender"]
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
+
+__all__ = [
+    "RandomRecommender",
+    "PopularityRecommender",
+    "EASE",
+    "ContentProfileRecommender",
+    "ContentPopularityRecommender",
+    "content_bags",
+]
 
 
 class _Baseline(ABC):
@@ -149,6 +160,16 @@ class EASE(_Baseline):
         return torch.from_numpy(np.asarray(x @ self.weights.numpy(), dtype=np.float32))
 
 
+def content_bags(texts: Sequence[str]) -> csr_matrix:
+    """``(N, V)`` sparse CSR matrix: each text's binary bag of words (words are letter/digit runs, keeping
+    apostrophes inside a word), scaled to unit length; an empty text is a zero row."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.preprocessing import normalize
+
+    words = CountVectorizer(token_pattern=r"[^\W_]+(?:'[^\W_]+)?", binary=True, dtype=np.float32)
+    return normalize(words.fit_transform([str(t) for t in texts])).tocsr()
+
+
 class ContentProfileRecommender(_Baseline):
     """The classic content-based recommender: a user's profile is the mean bag of words of the movies they
     watched, less the mean over the catalogue's watched movies, and a movie's score is its bag of words (unit
@@ -160,11 +181,7 @@ class ContentProfileRecommender(_Baseline):
     """
 
     def __init__(self, texts: Sequence[str]) -> None:
-        from sklearn.feature_extraction.text import CountVectorizer
-        from sklearn.preprocessing import normalize
-
-        words = CountVectorizer(token_pattern=r"[^\W_]+(?:'[^\W_]+)?", binary=True, dtype=np.float32)
-        self.items = normalize(words.fit_transform([str(t) for t in texts])).tocsr()
+        self.items = content_bags(texts)
 
     def fit(self, train: Histories) -> ContentProfileRecommender:
         """Record the catalogue size and the mean bag of the movies watched in ``train``."""
@@ -182,3 +199,40 @@ class ContentProfileRecommender(_Baseline):
         counts = np.maximum(np.asarray(rows.sum(axis=1)), 1.0)
         profiles = (rows @ self.items).toarray() / counts - self.mean
         return torch.from_numpy(np.asarray(self.items @ profiles.T).T.astype(np.float32))
+
+
+class ContentPopularityRecommender(_Baseline):
+    """Popularity for movies nobody has watched yet: ridge regression from a movie's bag of words
+    (:func:`content_bags`) to ``log(1 + watches)``, fitted on the movies watched in training, ranks every movie
+    by its predicted popularity, the same for every user. Among cold movies (all with zero watches, so plain
+    popularity is a random order) it is the popularity a system can know before anyone watches them.
+
+    Args:
+        texts: ``N`` content texts in item-ID order.
+        l2: Ridge penalty.
+    """
+
+    def __init__(self, texts: Sequence[str], l2: float = 1.0) -> None:
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+        self.items, self.l2 = content_bags(texts), l2
+
+    def fit(self, train: Histories) -> ContentPopularityRecommender:
+        """Fit the regression on the movies watched in ``train`` (at least two are needed)."""
+        from sklearn.linear_model import Ridge
+
+        if train.num_items != self.items.shape[0]:
+            raise ValueError(f"{self.items.shape[0]} texts but the histories have {train.num_items} items")
+        counts = np.bincount(train.items, minlength=train.num_items)
+        watched = np.flatnonzero(counts)
+        if watched.size < 2:
+            raise ValueError(f"need at least two watched movies to fit popularity from content, got {watched.size}")
+        ridge = Ridge(alpha=self.l2).fit(self.items[watched], np.log1p(counts[watched]))
+        self.predicted = torch.from_numpy(np.asarray(ridge.predict(self.items), dtype=np.float32))
+        self.num_items = train.num_items
+        return self
+
+    def score(self, histories: Histories, users: np.ndarray | Sequence[int]) -> torch.Tensor:
+        """``(len(users), N)``: every row the predicted ``log(1 + watches)``."""
+        self._check_fitted(histories)
+        return self.predicted.expand(len(np.asarray(users)), -1).clone()

@@ -59,3 +59,18 @@ def test_content_profile_by_hand():
     assert scores[1, 3] == pytest.approx(0.5, abs=1e-6)  # "children's" is one word, shared only with item 3
     with pytest.raises(ValueError, match="4 texts but the histories have 5 items"):
         model.fit(Histories.from_lists([[0]], 5))
+
+
+def test_content_popularity_by_hand():
+    from jointembed.baselines import ContentPopularityRecommender
+
+    texts = ["alpha", "beta", "gamma", "alpha", "delta"]  # item 3 is cold and shares item 0's only word
+    train = Histories.from_lists([[0, 0, 2], [0, 1, 2]], 5)  # watches: item 0 three times, 1 once, 2 twice
+    model = ContentPopularityRecommender(texts, l2=1e-6).fit(train)
+    scores = model.score(train, [0, 1])
+    assert torch.equal(scores[0], scores[1])
+    assert scores[0, :3].tolist() == pytest.approx(np.log1p([3, 1, 2]).tolist(), abs=1e-4)
+    assert scores[0, 3] == scores[0, 0]
+    assert scores[0, 4] == pytest.approx(np.log1p([3, 1, 2]).mean(), abs=1e-4)  # no known word: the intercept
+    with pytest.raises(ValueError, match="at least two watched movies"):
+        ContentPopularityRecommender(texts).fit(Histories.from_lists([[0, 0]], 5))

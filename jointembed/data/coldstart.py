@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from jointembed.baselines import EASE, ContentProfileRecommender, PopularityRecommender, RandomRecommender
+from jointembed.baselines import (
+    EASE,
+    ContentPopularityRecommender,
+    ContentProfileRecommender,
+    PopularityRecommender,
+    RandomRecommender,
+)
 from jointembed.data.interactions import Interactions, temporal_split
 from jointembed.data.recommendation import MovieLensDataModule, MovieWorldDataModule, RecommendationSplit
 from jointembed.histories import Histories
@@ -216,10 +222,12 @@ def format_table(metrics: dict[str, float], k: int = 10) -> str:
         parts = key.split("/")
         if len(parts) == 4 and parts[0].endswith("coldstart"):
             rows.setdefault((parts[1], parts[2]), {})[parts[3]] = value
-    lines = [f"{'segment':<12} {'scorer':<22} {'recall@' + str(k):>10} {'± se':>7} {'ndcg@' + str(k):>9} {'users':>6}"]
+    width = max([len("scorer"), *(len(scorer) for _, scorer in rows)])
+    recall, ndcg = f"recall@{k}", f"ndcg@{k}"
+    lines = [f"{'segment':<12} {'scorer':<{width}} {recall:>10} {'± se':>7} {ndcg:>9} {'users':>6}"]
     for (segment, scorer), m in rows.items():
         lines.append(
-            f"{segment:<12} {scorer:<22} {m.get(f'recall@{k}', float('nan')):>10.4f} "
+            f"{segment:<12} {scorer:<{width}} {m.get(f'recall@{k}', float('nan')):>10.4f} "
             f"{m.get(f'recall_se@{k}', float('nan')):>7.4f} {m.get(f'ndcg@{k}', float('nan')):>9.4f} "
             f"{int(m.get('users', 0)):>6}"
         )
@@ -268,7 +276,9 @@ class ColdStartData:
 
         Segments: ``warm`` (warm test targets ranked among warm items), ``cold`` (cold-item targets ranked among
         the cold items; baselines: the content profile of :class:`~jointembed.baselines.ContentProfileRecommender`,
-        random, and the oracle popularity), ``cold_in_all`` (the same targets ranked among every item, for
+        popularity predicted from content (:class:`~jointembed.baselines.ContentPopularityRecommender`: cold
+        movies have no watches, so plain popularity would be a random order), random, and the oracle
+        popularity, from watches no system has seen), ``cold_in_all`` (the same targets ranked among every item, for
         scorers that can score cold items), ``cold_users`` (held-out users from their first 1–5 watches, ranked
         among warm items). With ``stage="val"`` the validation targets and validation cold items are used, and
         only ``warm``/``cold``.
@@ -292,7 +302,11 @@ class ColdStartData:
         extra = {"random": random} if baselines else {}
         oracle = {"popularity_oracle": _OraclePopularity(counts), **extra} if baselines else {}
         if baselines and self.item_texts is not None:
-            oracle = {"content_profile": ContentProfileRecommender(self.item_texts).fit(fit_on), **oracle}
+            oracle = {
+                "content_profile": ContentProfileRecommender(self.item_texts).fit(fit_on),
+                "popularity_from_content": ContentPopularityRecommender(self.item_texts).fit(fit_on),
+                **oracle,
+            }
         if not baselines:
             chosen_baselines = {}
         cold_items = c.cold_items if stage == "test" else c.val_cold_items

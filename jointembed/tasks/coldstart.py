@@ -24,8 +24,11 @@ from jointembed.data.coldstart import format_table
 from jointembed.histories import Histories
 from jointembed.models.recommender import recent_watches
 from jointembed.models.two_tower import TwoTowerRecommender
+from jointembed.pretrained import read_lightning_checkpoint
 
 __all__ = ["ColdStartTask", "TwoTowerScorer"]
+
+CHECKPOINT_KEY = "jointembed_two_tower"
 
 
 class TwoTowerScorer:
@@ -95,6 +98,24 @@ class ColdStartTask(L.LightningModule):
         self._data: Any = None
         self.item_texts: list[str] = []
         self._test_metrics: dict[str, float] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the model's configuration (JSON) in the checkpoint, so it loads without the recipe."""
+        checkpoint[CHECKPOINT_KEY] = self.model.get_config()
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | os.PathLike, **kwargs: Any) -> ColdStartTask:  # type: ignore[override]
+        """Restore a task from a checkpoint written by ``jointembed fit``; the model is rebuilt from the
+        configuration the checkpoint carries unless ``model=`` is given. Read with ``weights_only=True``."""
+        if "model" not in kwargs:
+            config = read_lightning_checkpoint(checkpoint_path).get(CHECKPOINT_KEY)
+            if config is None:
+                raise ValueError(
+                    f"{checkpoint_path}: no model configuration inside; pass model=TwoTowerRecommender(...)"
+                )
+            kwargs["model"] = TwoTowerRecommender.from_config(config)
+        kwargs.setdefault("weights_only", True)
+        return super().load_from_checkpoint(checkpoint_path, **kwargs)
 
     # ----- data ---------------------------------------------------------------------------------------------
 

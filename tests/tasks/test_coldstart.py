@@ -13,7 +13,7 @@ import torch
 
 from jointembed.data.coldstart import MovieWorldColdStartDataModule
 from jointembed.encoders.text import ScratchTextEncoder
-from jointembed.errors import UnknownItemError
+from jointembed.errors import CheckpointError, UnknownItemError
 from jointembed.models.pretrained_two_tower import PretrainedTwoTower
 from jointembed.models.two_tower import TwoTowerRecommender
 from jointembed.tasks.coldstart import ColdStartTask
@@ -40,13 +40,27 @@ def test_the_table_has_every_segment_and_baseline(trained) -> None:
     task, data, _ = trained
     extra = task.extra_test_metrics()
     keys = ["warm/two_tower", "warm/ease", "warm/popularity", "cold/two_tower", "cold/random",
-            "cold/popularity_oracle", "cold/content_profile", "cold_in_all/two_tower", "cold_users/two_tower",
-            "cold_users/ease"]  # fmt: skip
+            "cold/popularity_oracle", "cold/content_profile", "cold/popularity_from_content", "cold_in_all/two_tower",
+            "cold_users/two_tower", "cold_users/ease"]  # fmt: skip
     for key in keys:
         assert f"test_coldstart/{key}/recall@10" in extra, key
     assert "cold_users" in extra["coldstart_table"]
     random_cold = extra["test_coldstart/cold/random/recall@10"]
     assert 0 < random_cold < 0.3  # 60 cold movies, 10 slots: about 1/6
+
+
+def test_a_checkpoint_loads_without_the_recipe(trained, tmp_path: Path) -> None:
+    task, _, _ = trained
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    loaded = ColdStartTask.load_from_checkpoint(tmp_path / "last.ckpt")
+    assert loaded.model.num_items == task.model.num_items and loaded.lr == task.lr
+    for key, value in task.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    (tmp_path / "bare.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="bare.ckpt"):
+        ColdStartTask.load_from_checkpoint(tmp_path / "bare.ckpt")
 
 
 def test_the_folder_ranks_warm_and_cold_movies_as_the_test_scored_them(trained) -> None:
