@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "retrieval_metrics": "jointembed.metrics.retrieval",
     "zero_shot_accuracy": "jointembed.metrics.retrieval",
     "LazyAdam": "jointembed.optim",
+    "RowWiseAdagrad": "jointembed.optim",
     "Modality": "jointembed.modalities.base",
     "IdsModality": "jointembed.modalities.ids",
     "TextModality": "jointembed.modalities.text",
@@ -82,6 +83,7 @@ __all__ = [
     "retrieval_metrics",
     "zero_shot_accuracy",
     "LazyAdam",
+    "RowWiseAdagrad",
     "Modality",
     "IdsModality",
     "TextModality",
@@ -118,7 +120,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real names
     from jointembed.models.two_tower import TwoTowerRecommender
     from jointembed.nn.mlp import MLP
     from jointembed.nn.sparse_embedding import SparseEmbedding, suggest_embedding_dim
-    from jointembed.optim import LazyAdam
+    from jointembed.optim import LazyAdam, RowWiseAdagrad
     from jointembed.registry import (
         create_encoder,
         create_loss,

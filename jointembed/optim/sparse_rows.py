@@ -1,0 +1,140 @@
+"""What the sparse optimisers share: choosing the numba or torch path, and merging a gradient's duplicate rows.
+
+A sparse gradient of an embedding table (``nn.EmbeddingBag(sparse=True)``) holds one row per looked-up ID, so an
+ID looked up 40 times in a batch has 40 rows. The optimisers update each distinct row once, from the sum of its
+rows. Two paths do it with the same arithmetic:
+
+- ``numba``: one compiled kernel merges the duplicates and updates state and weights in one loop over the
+  distinct rows (:mod:`jointembed.optim.numba_kernels`), about 4x faster than the torch path on CPU;
+- ``torch``: :func:`coalesce_rows` (a stable sort, then ``embedding_bag`` sums each ID's rows), then gathers,
+  updates and scatters the rows with tensor operations; any device and dtype.
+
+``auto`` takes the numba kernel where it applies (numba installed; a CPU, contiguous float32/float64 table) and
+the torch path elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from types import ModuleType
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Backend",
+    "RowWorkspace",
+    "check_backend",
+    "coalesce_rows",
+    "kernels_for",
+    "numba_available",
+    "sparse_parts",
+]
+
+Backend = Literal["auto", "numba", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Whether numba is installed (checked once, without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if valid and usable here.
+
+    Raises:
+        ValueError: An unknown name (the valid ones are listed).
+        ModuleNotFoundError: ``"numba"`` asked for where numba is not installed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numba" and not numba_available():
+        raise ModuleNotFoundError("backend='numba' needs numba (pip install numba), or use backend='auto' or 'torch'")
+    return backend
+
+
+def kernels_for(backend: str, param: torch.Tensor, grad: torch.Tensor) -> ModuleType | None:
+    """The numba kernels module if ``backend`` allows it and it can update ``param`` from ``grad`` in place,
+    else ``None`` (use the torch path).
+
+    Raises:
+        ValueError: ``backend="numba"`` for a table the kernels cannot update (the reason is named).
+    """
+    if backend == "torch" or (backend == "auto" and not numba_available()):
+        return None
+    reason = _kernel_refusal(param, grad)
+    if reason is None:
+        return _import_kernels()
+    if backend == "numba":
+        raise ValueError(f"backend='numba' cannot update this parameter: {reason}; use backend='auto' or 'torch'")
+    return None
+
+
+def _kernel_refusal(param: torch.Tensor, grad: torch.Tensor) -> str | None:
+    if param.device.type != "cpu":
+        return f"it is on {param.device}, the kernels run on the CPU"
+    if param.dtype not in (torch.float32, torch.float64) or grad.dtype != param.dtype:
+        return f"it is {param.dtype} with a {grad.dtype} gradient, the kernels take float32 or float64"
+    if not param.is_contiguous():
+        return "it is not contiguous"
+    return None
+
+
+@functools.cache
+def _import_kernels() -> ModuleType:
+    from jointembed.optim import numba_kernels
+
+    return numba_kernels
+
+
+def sparse_parts(param: torch.Tensor, grad: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(nnz,)`` row indices and ``(nnz, D)`` row values of a sparse gradient (``D``: a row's elements).
+
+    Raises:
+        ValueError: A gradient that is not indexed by row (``sparse_dim != 1``).
+    """
+    if grad.sparse_dim() != 1:
+        raise ValueError(f"{name} needs sparse gradients indexed by row (sparse_dim 1), got {grad.sparse_dim()}")
+    values = grad._values()
+    return grad._indices()[0], values.reshape(values.shape[0], math.prod(values.shape[1:]))
+
+
+def coalesce_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the rows of equal indices (the torch path; any device).
+
+    Args:
+        indices: ``(nnz,)`` int64 row indices, duplicates allowed.
+        values: ``(nnz, D)`` one row per index.
+
+    Returns:
+        ``(U,)`` the distinct indices, sorted, and ``(U, D)`` each one's summed rows (in order of appearance).
+    """
+    sorted_rows, order = torch.sort(indices, stable=True)
+    rows, counts = torch.unique_consecutive(sorted_rows, return_counts=True)
+    # embedding_bag sums bags of rows in one pass; ~2x faster than index_add_, ~3x than coalesce() on CPU.
+    starts = counts.cumsum(0) - counts
+    return rows, F.embedding_bag(order, values, starts, mode="sum")
+
+
+class RowWorkspace:
+    """Scratch buffers the numba kernels merge a step's rows into, kept between steps so a step allocates
+    (and page-faults in) nothing; they grow to the largest gradient seen: ``nnz × D`` values, batch-sized."""
+
+    def __init__(self) -> None:
+        self._rows = np.empty(0, np.int64)
+        self._grads: dict[tuple[np.dtype, int], np.ndarray] = {}
+
+    def get(self, nnz: int, dim: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """``(nnz,)`` int64 and ``(nnz, dim)`` buffers of ``dtype`` (contents undefined)."""
+        if self._rows.size < nnz:
+            self._rows = np.empty(nnz, np.int64)
+        grad = self._grads.get((dtype, dim))
+        if grad is None or grad.shape[0] < nnz:
+            grad = self._grads[(dtype, dim)] = np.empty((nnz, dim), dtype)
+        return self._rows[:nnz], grad[:nnz]
