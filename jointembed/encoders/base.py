@@ -20,7 +20,7 @@ from torch import nn
 from jointembed.config import constructor_config
 from jointembed.nn.mlp import MLP
 
-__all__ = ["Encoder", "ProjectionHead", "masked_mean", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Encoder", "ProjectionHead", "masked_mean", "longest_first", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -65,6 +65,15 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     weights = mask.to(x.dtype).unsqueeze(-1)
     return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def longest_first(lengths: Sequence[int]) -> list[int]:
+    """Positions ``0..n-1`` by descending length, equal lengths in the given order.
+
+    Batching values in this order puts similar lengths together, so a short text pads to its neighbours rather
+    than to the longest of a random batch; longest first, so a batch too large for memory fails at once.
+    """
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 class Encoder(nn.Module, abc.ABC):
@@ -134,6 +143,12 @@ class Encoder(nn.Module, abc.ABC):
             ``(n, output_dim)`` L2-normalised embeddings.
         """
         return self.head(self.encode_backbone(inputs))
+
+    def input_lengths(self, items: Sequence[Any]) -> list[int] | None:
+        """How long each item of a batch is once the encoder pads it (tokens, words), or ``None`` when the
+        encoder pads nothing that grows with the item; the embedding paths batch many items in
+        :func:`longest_first` order when it is not ``None``."""
+        return None
 
     @property
     def output_dim(self) -> int:

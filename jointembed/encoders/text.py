@@ -180,6 +180,18 @@ class HFTextEncoder(Encoder):
             return hidden[:, 0]
         return masked_mean(hidden, tokens["attention_mask"])
 
+    def input_lengths(self, items: Sequence[str]) -> list[int]:
+        """Tokens of each text as the backbone gets them: special tokens included, truncated to ``max_length``.
+
+        Tokenising costs well under 1 % of the forward pass, and sorts better than character counts: on Python
+        docstrings (prose mixed with code) MiniLM ran 1.2x faster on token-sorted batches than on character-sorted
+        ones (``benchmarks/text_throughput.py``)."""
+        texts = _check_texts(items)
+        if not texts:
+            return []
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        return [len(ids) for ids in tokens["input_ids"]]
+
     def example_inputs(self, batch_size: int = 2, seed: int = 0) -> list[str]:
         return [_EXAMPLE_TEXTS[(seed + i) % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]
 
@@ -334,6 +346,10 @@ class ScratchTextEncoder(Encoder):
         if self.transformer is not None:
             x = self.transformer(x + self.position[:longest], src_key_padding_mask=~mask)
         return masked_mean(x, mask)
+
+    def input_lengths(self, items: Sequence[str]) -> list[int]:
+        """Words of each text as the encoder sees them (its padded positions)."""
+        return [len(self.words(text)) for text in _check_texts(items)]
 
     def example_inputs(self, batch_size: int = 2, seed: int = 0) -> list[str]:
         return [_EXAMPLE_TEXTS[(seed + i) % len(_EXAMPLE_TEXTS)] for i in range(batch_size)]

@@ -102,6 +102,14 @@ class Modality(abc.ABC):
     def collate(self, items: Sequence[Any]) -> Any:
         """Batch transformed values (possibly none) into the encoder's input."""
 
+    def lengths(self, values: Sequence[Any], encoder: torch.nn.Module) -> list[int] | None:
+        """How long each raw value will be in ``encoder``'s padded batch, or ``None`` (the default) when that is
+        unknown before decoding or does not matter: the inference path then batches values in the given order.
+
+        Worth it only for a type that is cheap to measure up front (text, not files to decode).
+        """
+        return None
+
     # ----- state ------------------------------------------------------------------------------------------
 
     def fit(self, values: Sequence[Any], every: Sequence[Any] = ()) -> None:  # noqa: B027 (optional hook)

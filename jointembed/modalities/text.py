@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from jointembed.modalities.base import Modality
 from jointembed.registry import register_modality
 
@@ -53,6 +55,20 @@ class TextModality(Modality):
 
     def collate(self, items: Sequence[str]) -> list[str]:
         return list(items)
+
+    def lengths(self, values: Sequence[Any], encoder: torch.nn.Module) -> list[int] | None:
+        """The encoder's own length of each text (tokens for ``hf_text``), for batching similar lengths together.
+
+        A value that cannot be decoded counts as empty here: loading it raises, naming its index.
+        """
+        measure = getattr(encoder, "input_lengths", None)
+        return None if measure is None else measure([self._text_or_empty(value) for value in values])
+
+    def _text_or_empty(self, value: Any) -> str:
+        try:
+            return self.decode(value)
+        except (TypeError, ValueError):
+            return ""
 
     def example_values(self, count: int = 2, seed: int = 0) -> list[Any]:
         return [_EXAMPLES[(seed + i) % len(_EXAMPLES)] for i in range(count)]

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from jointembed.data.media import BadMediaError
-from jointembed.encoders.base import Encoder
+from jointembed.encoders.base import Encoder, longest_first
 from jointembed.errors import CheckpointError
 from jointembed.modalities.base import Modality, one_thread
 from jointembed.pretrained import (
@@ -106,16 +106,20 @@ class _Bad(NamedTuple):
 
 
 class _Raw(Dataset):
-    """Raw values → ``(index, loaded value)`` by a unit (so decoding can run in DataLoader workers); with
-    ``skip_bad`` a file that cannot be read becomes a :class:`_Bad` instead of an error."""
+    """Raw values → ``(index, loaded value)`` by a unit (so decoding can run in DataLoader workers), visited in
+    ``order`` (positions into ``values``) when given; with ``skip_bad`` a file that cannot be read becomes a
+    :class:`_Bad` instead of an error."""
 
-    def __init__(self, values: Sequence[Any], unit: Modality, field: str, skip_bad: bool = False) -> None:
-        self.values, self.unit, self.field, self.skip_bad = values, unit, field, skip_bad
+    def __init__(
+        self, values: Sequence[Any], unit: Modality, field: str, skip_bad: bool = False, order: list[int] | None = None
+    ) -> None:
+        self.values, self.unit, self.field, self.skip_bad, self.order = values, unit, field, skip_bad, order
 
     def __len__(self) -> int:
         return len(self.values)
 
-    def __getitem__(self, index: int) -> tuple[int, Any]:
+    def __getitem__(self, position: int) -> tuple[int, Any]:
+        index = position if self.order is None else self.order[position]
         try:
             with one_thread():
                 return index, self.unit.load(self.values[index])
@@ -271,7 +275,9 @@ class JointEmbeddingModel(nn.Module):
         """Embed raw values of one field: ``model.embed(audio=["a.wav", (wave, 16000)])``.
 
         Each value goes through the field's unit exactly as in training (decode, preprocess, collate), in eval
-        mode without gradients; the model's train/eval mode is restored afterwards.
+        mode without gradients; the model's train/eval mode is restored afterwards. Texts are batched longest
+        first by the encoder's own length (tokens), so a short text pads to texts of its length rather than to
+        the longest of its neighbours in the list; the rows still come back in the caller's order.
 
         Args:
             batch_size: Values per forward pass.
@@ -333,8 +339,10 @@ class JointEmbeddingModel(nn.Module):
             raise TypeError(f"{field} must be a list of values, e.g. {field}=[...]; got {type(values).__name__}")
         if device is not None:
             self.to(device)
+        lengths = unit.lengths(values, encoder)
+        order = None if lengths is None else longest_first(lengths)
         loader = DataLoader(
-            _Raw(values, unit, field, skip_bad),
+            _Raw(values, unit, field, skip_bad, order),
             batch_size=batch_size,
             num_workers=num_workers,
             collate_fn=_Collate(unit),
@@ -353,6 +361,9 @@ class JointEmbeddingModel(nn.Module):
         finally:
             self.train(was_training)
         result = torch.cat(parts) if parts else torch.zeros(0, self.output_dim)
+        if order is not None:  # back to the caller's order
+            result = result[torch.as_tensor(indices, dtype=torch.long).argsort()]
+            indices, skipped = sorted(indices), sorted(skipped)
         return Readable(result.numpy() if output == "numpy" else result, indices, skipped)
 
     @staticmethod

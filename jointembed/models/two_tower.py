@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jointembed.encoders.base import Encoder
+from jointembed.encoders.base import Encoder, longest_first
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import SparseEmbedding
 from jointembed.sparse import SparseBatch
@@ -172,9 +172,19 @@ class TwoTowerRecommender(nn.Module):
         texts = tuple(texts)
         if self._cached_texts == texts:
             return
+        order = self._length_order(texts)
         with torch.no_grad():
-            parts = [self.content.encode_backbone(list(texts[i : i + 256])).cpu() for i in range(0, len(texts), 256)]
-        self._feature_cache, self._cached_texts = torch.cat(parts), texts
+            parts = [
+                self.content.encode_backbone([texts[i] for i in order[start : start + 256]]).cpu()
+                for start in range(0, len(texts), 256)
+            ]
+        self._feature_cache, self._cached_texts = torch.cat(parts)[torch.as_tensor(order).argsort()], texts
+
+    def _length_order(self, texts: Sequence[str]) -> list[int]:
+        """Positions of ``texts`` longest first by the content encoder's own length (tokens), so each batch of
+        the catalogue pads to texts of its own length; the given order when the encoder pads nothing."""
+        lengths = self.content.input_lengths(list(texts))
+        return list(range(len(texts))) if lengths is None else longest_first(lengths)
 
     def items(
         self, item_ids: torch.Tensor, texts: Sequence[str], keep_id: torch.Tensor
@@ -212,23 +222,27 @@ class TwoTowerRecommender(nn.Module):
         self, texts: Sequence[str], warm: torch.Tensor, batch_size: int = 1024
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, D)`` vectors and ``(N,)`` biases of every movie (:meth:`items`), in evaluation mode: ID + content
-        for warm movies, content alone for the others (``warm``: ``(N,)`` bool)."""
+        for warm movies, content alone for the others (``warm``: ``(N,)`` bool). Batches run longest text first
+        (:meth:`_length_order`); the rows come back in item ID order."""
         n = self.require_num_items()
         if len(texts) != n or warm.shape != (n,):
             raise ValueError(f"need {n} texts and a ({n},) warm mask, got {len(texts)} and {tuple(warm.shape)}")
         was_training = self.training
         self.eval()
+        device = self.item_ids.weight.device
+        cached = self._feature_cache is not None  # then the content comes from the cache, at no padding cost
+        order = torch.as_tensor(list(range(n)) if cached else self._length_order(texts), device=device)
         try:
-            device = self.item_ids.weight.device
             vectors, biases = [], []
             for start in range(0, n, batch_size):
-                ids = torch.arange(start, min(n, start + batch_size), device=device)
-                v, b = self.items(ids, texts[start : start + batch_size], warm[ids.cpu()].to(device))
+                ids = order[start : start + batch_size]
+                v, b = self.items(ids, [texts[i] for i in ids.tolist()], warm[ids.cpu()].to(device))
                 vectors.append(v)
                 biases.append(b)
         finally:
             self.train(was_training)
-        return torch.cat(vectors), torch.cat(biases)
+        inverse = order.argsort()  # back to item ID order
+        return torch.cat(vectors)[inverse], torch.cat(biases)[inverse]
 
     # ----- saving -------------------------------------------------------------------------------------------
 
