@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command(
         "Draw an embedding space: TensorBoard projector files and a 2-D map PNG.", "jointembed.commands.export:run"
     ),
+    "crossval": Command("Fit and test a recipe once per fold; print mean ± std.", "jointembed.commands.crossval:run"),
 }
 
 _USAGE = """\

@@ -6,34 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 import torch
+from class_folders_fixture import make_esc_folder
 
 from jointembed.data.class_folders import ClassFolderDataModule, FoldNotFoundError, class_name, scan_class_folders
 from jointembed.data.media import BadMediaError
 from jointembed.errors import DataFormatError
 from jointembed.modalities import AudioModality, TextModality
-
-CLASSES = ("001 - Dog bark", "002 - Rain", "010 - Fire crackling")
-
-
-def make_esc_folder(root: Path, folds: int = 3, per_fold: int = 2, rate: int = 8000, seconds: float = 0.25) -> Path:
-    """``root/<class>/<fold>-<id>-A.wav``: a tone per class (its pitch names the class), noise per clip."""
-    rng = np.random.default_rng(0)
-    t = np.arange(round(rate * seconds)) / rate
-    for c, folder in enumerate(CLASSES):
-        (root / folder).mkdir(parents=True)
-        for fold in range(1, folds + 1):
-            for k in range(per_fold):
-                wave = 0.4 * np.sin(2 * np.pi * (300 + 500 * c) * t) + 0.05 * rng.standard_normal(t.size)
-                soundfile.write(
-                    root / folder / f"{fold}-{1000 * c + 10 * fold + k}-A.wav", wave.astype(np.float32), rate
-                )
-    (root / "README.md").write_text("files beside the class folders are not classes\n")
-    (root / ".cache").mkdir()  # nor are hidden folders
-    return root
 
 
 @pytest.fixture
