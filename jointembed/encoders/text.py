@@ -183,9 +183,9 @@ class HFTextEncoder(Encoder):
     def input_lengths(self, items: Sequence[str]) -> list[int]:
         """Tokens of each text as the backbone gets them: special tokens included, truncated to ``max_length``.
 
-        Tokenising costs well under 1 % of the forward pass, and sorts better than character counts: on Python
-        docstrings (prose mixed with code) MiniLM ran 1.2x faster on token-sorted batches than on character-sorted
-        ones (``benchmarks/text_throughput.py``)."""
+        Tokenising twice costs under 1 % of the forward pass and sorts better than character counts: 256 Python
+        docstrings (prose mixed with code) in batches of 64 pad to 26,624 tokens sorted by tokens against 32,256
+        sorted by characters and 65,536 unsorted, for 18,551 real ones (``benchmarks/text_throughput.py``)."""
         texts = _check_texts(items)
         if not texts:
             return []
