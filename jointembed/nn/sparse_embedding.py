@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from jointembed.kernels import HashTable
+from jointembed.nn.bag_rows import bag_rows_apply, embedding_bag_rows
 from jointembed.sparse import SparseBatch
 
 __all__ = ["SparseEmbedding", "suggest_embedding_dim"]
@@ -51,8 +53,10 @@ class SparseEmbedding(nn.Module):
         embedding_dim: Width of each embedding; ``None`` uses :func:`suggest_embedding_dim`.
         combiner: How a bag's rows are combined: ``sum``, ``mean`` or ``sqrtn``.
         padding_idx: An ID that contributes nothing (its row stays zero and gets no gradient), or ``None``.
-        sparse: Produce sparse gradients for the table (use with ``torch.optim.SparseAdam`` or SGD); pays off
-            for large tables where a batch touches a small fraction of the rows.
+        sparse: Produce sparse gradients for the table (use with :class:`~jointembed.optim.LazyAdam`,
+            :class:`~jointembed.optim.RowWiseAdagrad`, ``torch.optim.SparseAdam`` or SGD); pays off for large tables
+            where a batch touches a small fraction of the rows. On CPU with numba the gradient holds one row per
+            distinct ID of the batch (summed), not one per lookup (:mod:`jointembed.nn.bag_rows`).
         init_std: Standard deviation of the normal initialisation; ``None`` uses ``1 / sqrt(embedding_dim)``.
     """
 
@@ -75,6 +79,7 @@ class SparseEmbedding(nn.Module):
         self.combiner = combiner
         self.padding_idx = padding_idx
         self.bag = nn.EmbeddingBag(num_embeddings, embedding_dim, mode="sum", sparse=sparse, padding_idx=padding_idx)
+        self._bag_rows_table = HashTable()  # scratch space of the sparse backward, kept between steps
         std = init_std if init_std is not None else embedding_dim**-0.5
         with torch.no_grad():
             self.bag.weight.normal_(0.0, std)
@@ -101,22 +106,39 @@ class SparseEmbedding(nn.Module):
         values, offsets = batch.values, batch.offsets
         self._check_ids(batch)
         weights = batch.weights
-        if weights is None:
-            weights = torch.ones(values.shape, dtype=self.weight.dtype, device=values.device)
-        else:
+        if weights is not None:
             weights = weights.to(self.weight.dtype)
         if self.padding_idx is not None:
-            weights = weights * (values != self.padding_idx)
+            keep = values != self.padding_idx
+            weights = keep.to(self.weight.dtype) if weights is None else weights * keep
+        denominators = self._denominators(batch, weights)
+        if self._merges_gradient(weights):
+            table = self._bag_rows_table
+            return embedding_bag_rows(self.weight, values, offsets, weights, denominators, self.padding_idx, table)
+        if weights is None:
+            weights = torch.ones(values.shape, dtype=self.weight.dtype, device=values.device)
         out = self.bag(values, offsets, per_sample_weights=weights)
+        return out if self.combiner == "sum" else out / denominators.unsqueeze(1)
+
+    def _merges_gradient(self, weights: torch.Tensor | None) -> bool:
+        """Whether this forward gives a sparse gradient of one row per distinct ID (:mod:`jointembed.nn.bag_rows`)
+        rather than autograd's one row per lookup."""
+        return self.bag.sparse and bag_rows_apply(self.weight, weights)
+
+    def _denominators(self, batch: SparseBatch, weights: torch.Tensor | None) -> torch.Tensor:
+        """``(B,)`` what each bag's weighted sum is divided by: 1 (``sum``), ``Σ w`` (``mean``) or ``sqrt(Σ w²)``
+        (``sqrtn``), with 1 for empty bags (which sum to zero and stay zero instead of NaN)."""
+        dtype, device = self.weight.dtype, batch.values.device
         if self.combiner == "sum":
-            return out
-        bag_ids = batch.bag_ids()
-        sq = weights if self.combiner == "mean" else weights * weights
-        denom = torch.zeros(len(batch), dtype=out.dtype, device=out.device).index_add_(0, bag_ids, sq)
+            return torch.ones(len(batch), dtype=dtype, device=device)
+        if weights is None:
+            denom = batch.lengths().to(dtype)  # counts: exactly the sum of unit weights
+        else:
+            sq = weights if self.combiner == "mean" else weights * weights
+            denom = torch.zeros(len(batch), dtype=dtype, device=device).index_add_(0, batch.bag_ids(), sq)
         if self.combiner == "sqrtn":
             denom = denom.sqrt()
-        # Empty bags sum to zero; dividing by 1 keeps them zero instead of NaN.
-        return out / torch.where(denom == 0, torch.ones_like(denom), denom).unsqueeze(1)
+        return torch.where(denom == 0, torch.ones_like(denom), denom)
 
     def _check_ids(self, batch: SparseBatch) -> None:
         """Refuse IDs outside the table, which ``nn.EmbeddingBag`` would report without the bag (or, on a GPU,

@@ -7,7 +7,15 @@ from typing import Any
 
 import torch
 
-from jointembed.optim.sparse_rows import Backend, RowWorkspace, check_backend, coalesce_rows, kernels_for, sparse_parts
+from jointembed.optim.sparse_rows import (
+    Backend,
+    RowWorkspace,
+    check_backend,
+    check_rows,
+    coalesce_rows,
+    kernels_for,
+    sparse_parts,
+)
 
 __all__ = ["LazyAdam"]
 
@@ -92,13 +100,12 @@ class LazyAdam(torch.optim.Optimizer):
             _lazy_adam_rows(param, *coalesce_rows(indices, values), state, group)
             return
         beta1, beta2 = group["betas"]
-        rows, scratch = self._workspace.get(indices.numel(), values.shape[1], values.numpy().dtype)
-        kernels.lazy_adam_rows(
+        scratch = self._workspace.get(indices.numel(), values.shape[1], values.numpy().dtype)
+        distinct = kernels.lazy_adam_rows(
             *(t.detach().view(t.shape[0], -1).numpy() for t in (param, state["exp_avg"], state["exp_avg_sq"])),
             indices.numpy(),
             values.contiguous().numpy(),
-            rows,
-            scratch,
+            *scratch,
             group["lr"],
             beta1,
             beta2,
@@ -106,6 +113,7 @@ class LazyAdam(torch.optim.Optimizer):
             group["weight_decay"],
             state["step"],
         )
+        check_rows(distinct, param)
 
 
 def _adamw(param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:

@@ -7,7 +7,15 @@ from typing import Any
 
 import torch
 
-from jointembed.optim.sparse_rows import Backend, RowWorkspace, check_backend, coalesce_rows, kernels_for, sparse_parts
+from jointembed.optim.sparse_rows import (
+    Backend,
+    RowWorkspace,
+    check_backend,
+    check_rows,
+    coalesce_rows,
+    kernels_for,
+    sparse_parts,
+)
 
 __all__ = ["RowWiseAdagrad"]
 
@@ -102,18 +110,18 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         if kernels is None:
             _rowwise_rows(param, *coalesce_rows(indices, values), state["sum"], group)
             return
-        rows, scratch = self._workspace.get(indices.numel(), values.shape[1], values.numpy().dtype)
-        kernels.rowwise_adagrad_rows(
+        scratch = self._workspace.get(indices.numel(), values.shape[1], values.numpy().dtype)
+        distinct = kernels.rowwise_adagrad_rows(
             param.detach().view(param.shape[0], -1).numpy(),
             state["sum"].numpy(),
             indices.numpy(),
             values.contiguous().numpy(),
-            rows,
-            scratch,
+            *scratch,
             group["lr"],
             group["eps"],
             group["weight_decay"],
         )
+        check_rows(distinct, param)
 
 
 def _adagrad(param: torch.Tensor, grad: torch.Tensor, state_sum: torch.Tensor, group: dict[str, Any]) -> None:

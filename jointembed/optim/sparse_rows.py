@@ -5,7 +5,7 @@ ID looked up 40 times in a batch has 40 rows. The optimisers update each distinc
 rows. Two paths do it with the same arithmetic:
 
 - ``numba``: one compiled kernel merges the duplicates and updates state and weights in one loop over the
-  distinct rows (:mod:`jointembed.optim.numba_kernels`), about 4x faster than the torch path on CPU;
+  distinct rows (:mod:`jointembed.kernels.numba_rows`), several times faster than the torch path on CPU;
 - ``torch``: :func:`coalesce_rows` (a stable sort, then ``embedding_bag`` sums each ID's rows), then gathers,
   updates and scatters the rows with tensor operations; any device and dtype.
 
@@ -15,8 +15,6 @@ the torch path elsewhere.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
 from types import ModuleType
 from typing import Literal
@@ -25,24 +23,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jointembed.kernels import HashTable, load_numba_rows, numba_available
+
 __all__ = [
     "Backend",
     "RowWorkspace",
     "check_backend",
+    "check_rows",
     "coalesce_rows",
     "kernels_for",
-    "numba_available",
     "sparse_parts",
 ]
 
 Backend = Literal["auto", "numba", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
-
-
-@functools.cache
-def numba_available() -> bool:
-    """Whether numba is installed (checked once, without importing it)."""
-    return importlib.util.find_spec("numba") is not None
 
 
 def check_backend(backend: str) -> str:
@@ -70,7 +64,7 @@ def kernels_for(backend: str, param: torch.Tensor, grad: torch.Tensor) -> Module
         return None
     reason = _kernel_refusal(param, grad)
     if reason is None:
-        return _import_kernels()
+        return load_numba_rows()
     if backend == "numba":
         raise ValueError(f"backend='numba' cannot update this parameter: {reason}; use backend='auto' or 'torch'")
     return None
@@ -86,13 +80,6 @@ def _kernel_refusal(param: torch.Tensor, grad: torch.Tensor) -> str | None:
     return None
 
 
-@functools.cache
-def _import_kernels() -> ModuleType:
-    from jointembed.optim import numba_kernels
-
-    return numba_kernels
-
-
 def sparse_parts(param: torch.Tensor, grad: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(nnz,)`` row indices and ``(nnz, D)`` row values of a sparse gradient (``D``: a row's elements).
 
@@ -103,6 +90,19 @@ def sparse_parts(param: torch.Tensor, grad: torch.Tensor, name: str) -> tuple[to
         raise ValueError(f"{name} needs sparse gradients indexed by row (sparse_dim 1), got {grad.sparse_dim()}")
     values = grad._values()
     return grad._indices()[0], values.reshape(values.shape[0], math.prod(values.shape[1:]))
+
+
+def check_rows(distinct: int, param: torch.Tensor) -> None:
+    """Raise if a numba kernel refused a gradient (returned -1) for an index outside ``param``'s rows.
+
+    Raises:
+        IndexError: The gradient indexes rows outside ``[0, param.shape[0])``; no row was updated.
+    """
+    if distinct < 0:
+        raise IndexError(
+            f"the sparse gradient indexes rows outside [0, {param.shape[0]}) of a parameter of shape "
+            f"{tuple(param.shape)}; no row was updated"
+        )
 
 
 def coalesce_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,18 +123,20 @@ def coalesce_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Te
 
 
 class RowWorkspace:
-    """Scratch buffers the numba kernels merge a step's rows into, kept between steps so a step allocates
-    (and page-faults in) nothing; they grow to the largest gradient seen: ``nnz × D`` values, batch-sized."""
+    """Scratch space of the numba kernels, kept between steps so a step allocates (and page-faults in) nothing:
+    the distinct rows and their summed gradients (``nnz`` and ``nnz × D``) and an empty hash table; all grow to
+    the largest gradient seen, batch-sized, never table-sized."""
 
     def __init__(self) -> None:
         self._rows = np.empty(0, np.int64)
+        self._table = HashTable()
         self._grads: dict[tuple[np.dtype, int], np.ndarray] = {}
 
-    def get(self, nnz: int, dim: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """``(nnz,)`` int64 and ``(nnz, dim)`` buffers of ``dtype`` (contents undefined)."""
+    def get(self, nnz: int, dim: int, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+        """``(nnz,)`` int64 rows, ``(nnz, dim)`` gradients of ``dtype``, and the hash table's keys and slots."""
         if self._rows.size < nnz:
             self._rows = np.empty(nnz, np.int64)
         grad = self._grads.get((dtype, dim))
         if grad is None or grad.shape[0] < nnz:
             grad = self._grads[(dtype, dim)] = np.empty((nnz, dim), dtype)
-        return self._rows[:nnz], grad[:nnz]
+        return self._rows[:nnz], grad[:nnz], *self._table.at_least(nnz)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from optim_fixture import DIM, NUM_ROWS, STEP_ROWS, reference_lazy_adam, sparse_steps
 
+from jointembed.kernels import numba_available
 from jointembed.optim import LazyAdam
-from jointembed.optim.sparse_rows import numba_available
 
 BACKENDS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(not numba_available(), reason="no numba"))]
 
@@ -126,3 +126,18 @@ def test_numba_backend_names_what_it_cannot_update():
         LazyAdam([param], backend="numba").step()
     LazyAdam([param], backend="auto").step()  # auto falls back to the torch path
     assert param[1].abs().sum() > 0
+
+
+def test_numba_backend_refuses_rows_outside_the_table_and_updates_nothing():
+    if not numba_available():
+        pytest.skip("no numba")
+    param = torch.nn.Parameter(torch.ones(3, 2))
+    # Built without invariant checks, as a faulty custom backward could: row 5 of a 3-row table.
+    param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 5]]), torch.ones(2, 2), (3, 2), check_invariants=False)
+    optimizer = LazyAdam([param], backend="numba")
+    with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
+        optimizer.step()
+    torch.testing.assert_close(param.detach(), torch.ones(3, 2))
+    param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 1]]), torch.ones(2, 2), (3, 2), check_invariants=True)
+    optimizer.step()  # the hash table was left clean
+    assert param[1].ne(1).all()

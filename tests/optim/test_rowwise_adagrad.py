@@ -6,8 +6,8 @@ import pytest
 import torch
 from optim_fixture import DIM, NUM_ROWS, STEP_ROWS, reference_rowwise_adagrad, sparse_steps
 
+from jointembed.kernels import numba_available
 from jointembed.optim import RowWiseAdagrad
-from jointembed.optim.sparse_rows import numba_available
 
 BACKENDS = ["torch", pytest.param("numba", marks=pytest.mark.skipif(not numba_available(), reason="no numba"))]
 
