@@ -4,13 +4,15 @@
 weights in one pass over the distinct rows; :mod:`jointembed.optim` and :class:`~jointembed.nn.SparseEmbedding`
 use it on CPU where numba is installed and fall back to tensor operations elsewhere, with the same results.
 Importing numba takes ~0.3 s and each kernel compiles on its first call (then it is cached on disk), so nothing
-here imports numba until a kernel is needed.
+here imports numba until a kernel is needed. ``JOINTEMBED_NUMBA=0`` in the environment turns the kernels off
+(the torch paths run instead), e.g. to compare the two or to rule the kernels out.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from types import ModuleType
 
 import numpy as np
@@ -20,8 +22,9 @@ __all__ = ["HashTable", "load_numba_rows", "numba_available"]
 
 @functools.cache
 def numba_available() -> bool:
-    """Whether numba is installed (checked once, without importing it)."""
-    return importlib.util.find_spec("numba") is not None
+    """Whether numba is installed and not turned off by ``JOINTEMBED_NUMBA=0`` (checked once, without importing
+    it)."""
+    return os.environ.get("JOINTEMBED_NUMBA", "1") != "0" and importlib.util.find_spec("numba") is not None
 
 
 @functools.cache

@@ -49,7 +49,10 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "numba" and not numba_available():
-        raise ModuleNotFoundError("backend='numba' needs numba (pip install numba), or use backend='auto' or 'torch'")
+        raise ModuleNotFoundError(
+            "backend='numba' needs numba installed (pip install numba) and not turned off (JOINTEMBED_NUMBA=0); "
+            "use backend='auto' or 'torch'"
+        )
     return backend
 
 

@@ -21,7 +21,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,12 +31,15 @@ from jointembed.callbacks import refuse_unsized_copy
 from jointembed.losses.sampled_softmax import CatalogueLoss, catalogue_losses, create_catalogue_loss
 from jointembed.metrics.ranking import evaluate_rankings
 from jointembed.models.recommender import Recommender
-from jointembed.optim import LazyAdam
+from jointembed.optim import LazyAdam, RowWiseAdagrad
 from jointembed.pretrained import model_card
 from jointembed.registry import get_loss_class
 from jointembed.sparse import SparseBatch
 
 __all__ = ["RecommendationTask", "CatalogueSizes", "ItemCounts", "Baselines", "ItemCatalogue", "ItemMetadata"]
+
+OptimizerName = Literal["lazy_adam", "rowwise_adagrad"]
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"lazy_adam": LazyAdam, "rowwise_adagrad": RowWiseAdagrad}
 
 
 @runtime_checkable
@@ -154,8 +157,11 @@ class RecommendationTask(LightningModule):
     Sizes the model leaves to the data (``num_items: null``, ``num_user_features: null``) are taken from the
     data module in :meth:`bind_data`, before the run; sizes it gives are checked against the data there.
 
-    One :class:`LazyAdam` optimiser steps everything: the item tables (and the user-feature table) at ``lr``,
-    with lazy row updates when their gradients are sparse, and the tower at ``dense_lr`` with ``weight_decay``.
+    One optimiser steps everything: the item tables (and the user-feature table) at ``lr``, with lazy row updates
+    when their gradients are sparse, and the tower at ``dense_lr`` with ``weight_decay``. It is
+    :class:`~jointembed.optim.LazyAdam` (AdamW on the tower) or :class:`~jointembed.optim.RowWiseAdagrad`
+    (one accumulator per table row: 1/64 of Adam's state for 32-dimensional rows; ordinary Adagrad on the tower,
+    which wants a ``dense_lr`` about 10x Adam's).
 
     Logged: ``train/loss``; ``val/`` and ``test/`` ``hr@k``, ``recall@k``, ``ndcg@k`` (means over the users with
     targets, as defined in :mod:`jointembed.metrics.ranking`) and ``coverage@k`` (share of the catalogue in at
@@ -168,10 +174,12 @@ class RecommendationTask(LightningModule):
             (the catalogue size, item counts and sparse gradients come from the model and the data).
         lr: Learning rate of the embedding tables.
         dense_lr: Learning rate of the tower.
-        weight_decay: Decoupled weight decay of the tower (the tables are not decayed).
+        weight_decay: Weight decay of the tower (the tables are not decayed): decoupled under ``lazy_adam``, an
+            L2 penalty under ``rowwise_adagrad``.
         eval_k: Length of the ranked lists evaluated.
         compare_baselines: At the end of a test, also log the popularity and EASE baselines' metrics on the
             same split (``test/baseline_<name>/...``) when the data module offers them (:class:`Baselines`).
+        optimizer: ``lazy_adam`` or ``rowwise_adagrad`` (see above).
     """
 
     def __init__(
@@ -184,8 +192,11 @@ class RecommendationTask(LightningModule):
         weight_decay: float = 0.0,
         eval_k: int = 10,
         compare_baselines: bool = True,
+        optimizer: OptimizerName = "lazy_adam",
     ) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         if loss not in catalogue_losses():
             raise ValueError(f"loss must be a registered catalogue loss {catalogue_losses()}, got {loss!r}")
         if eval_k < 1:
@@ -200,6 +211,7 @@ class RecommendationTask(LightningModule):
         self.lr = lr
         self.dense_lr = dense_lr
         self.weight_decay = weight_decay
+        self.optimizer_name = optimizer
         self.eval_k = eval_k
         self.compare_baselines = compare_baselines
         self.item_counts: torch.Tensor | None = None
@@ -477,4 +489,4 @@ class RecommendationTask(LightningModule):
             {"params": tables, "lr": self.lr, "weight_decay": 0.0},
             {"params": tower, "lr": self.dense_lr, "weight_decay": self.weight_decay},
         ]
-        return LazyAdam([g for g in groups if g["params"]])
+        return OPTIMIZERS[self.optimizer_name]([g for g in groups if g["params"]])

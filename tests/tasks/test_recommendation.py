@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from jointembed.losses.sampled_softmax import catalogue_losses
 from jointembed.metrics.ranking import RANKING_METRICS, evaluate_rankings
 from jointembed.models.recommender import Recommender
-from jointembed.optim import LazyAdam
+from jointembed.optim import LazyAdam, RowWiseAdagrad
 from jointembed.sparse import SparseBatch
 from jointembed.tasks.recommendation import RecommendationTask
 
@@ -384,3 +384,18 @@ def test_export_without_an_item_catalogue_keys_items_by_id(tmp_path):
     assert [item.key for item in recommender.recommend([0, 1], k=3)] == task.model.recommend(
         SparseBatch.from_lists([[0, 1]]), k=3
     ).ids[0].tolist()
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_rowwise_adagrad_is_chosen_by_name_and_keeps_one_number_per_table_row():
+    task = _task("sampled_softmax", optimizer="rowwise_adagrad", loss_config={"proposal": "uniform"})
+    world = ClusterWorld()
+    task.training_step(next(iter(world.train_dataloader())), 0).backward()
+    optimizer = task.configure_optimizers()
+    optimizer.step()
+    assert isinstance(optimizer, RowWiseAdagrad)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.01]
+    table = task.model.input_embeddings
+    assert optimizer.state[table]["sum"].shape == (table.shape[0],)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        _task(optimizer="adam")
