@@ -341,12 +341,14 @@ class RecommendationTask(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         users = self(batch["history"], batch.get("user_features"), batch.get("dense"))
-        if "targets" in batch:  # several targets per example: each target gets a copy of its user's vector
+        user_index = None
+        if "targets" in batch:  # several targets per example: the loss scores each user's samples once
             targets: SparseBatch = batch["targets"]
-            users, target = users[targets.bag_ids()], targets.values
+            user_index, target = targets.bag_ids(), targets.values
         else:
             target = batch["target"]
-        loss = self._loss_module()(users, self.model.item_table, self.model.item_bias, target)
+        table, bias = self.model.item_table, self.model.item_bias
+        loss = self._loss_module()(users, table, bias, target, user_index=user_index)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
         return loss
 

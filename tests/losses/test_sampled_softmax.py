@@ -188,3 +188,57 @@ def test_catalogue_losses_are_registered_and_built_by_name():
         create_catalogue_loss("info_nce", 6)
     with pytest.raises(KeyError, match="unknown loss 'full'"):
         create_catalogue_loss("full", 6)
+
+
+def _masked_cross_entropy(loss, users, table, bias, targets, negatives):
+    """The sampled softmax written out per target: (B, 1 + S) logits, hits masked to -inf, cross-entropy."""
+    ids = torch.cat([targets, negatives])
+    logits = users @ table[ids].T + bias[ids].squeeze(1) - loss.log_expected_count(ids)
+    target_logits, sample_logits = (
+        logits[torch.arange(len(targets)), torch.arange(len(targets))],
+        logits[:, -len(negatives) :],
+    )
+    if loss.remove_accidental_hits:
+        sample_logits = sample_logits.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    full = torch.cat([target_logits[:, None], sample_logits], 1)
+    return F.cross_entropy(full, torch.zeros(len(targets), dtype=torch.long))
+
+
+@pytest.mark.parametrize("remove_hits", [True, False])
+def test_sampled_loss_per_user_matches_the_per_target_cross_entropy(remove_hits):
+    # Three users with 3, 1 and 2 targets; target 2 is drawn three times, target 4 once, target 0 never.
+    users, table, bias = _tables(num_items=8, dim=4, batch=3, seed=3)
+    user_index = torch.tensor([0, 0, 0, 1, 2, 2])
+    targets = torch.tensor([2, 4, 0, 2, 7, 4])
+    negatives = torch.tensor([2, 5, 2, 4, 1, 2, 6])
+    loss = SampledSoftmaxLoss(8, 7, "uniform", remove_accidental_hits=remove_hits)
+    leaves = [t.clone().requires_grad_() for t in (users, table, bias)]
+    grouped = loss(leaves[0], leaves[1], leaves[2], targets, negatives=negatives, user_index=user_index)
+    grouped.backward()
+    expanded = [t.clone().requires_grad_() for t in (users, table, bias)]
+    reference = _masked_cross_entropy(loss, expanded[0][user_index], expanded[1], expanded[2], targets, negatives)
+    reference.backward()
+    torch.testing.assert_close(grouped, reference)
+    for ours, theirs in zip(leaves, expanded, strict=True):
+        torch.testing.assert_close(ours.grad.to_dense(), theirs.grad)  # the table's and bias's are sparse
+    per_target = loss(users[user_index], table, bias, targets, negatives=negatives)  # no user_index: one each
+    torch.testing.assert_close(per_target, reference.detach())
+
+
+def test_a_target_that_is_every_sample_has_zero_loss():
+    users, table, bias = _tables(num_items=5, dim=3, batch=1)
+    loss = SampledSoftmaxLoss(5, 4, "uniform")
+    value = loss(users, table, bias, torch.tensor([3]), negatives=torch.tensor([3, 3, 3, 3]))
+    torch.testing.assert_close(value, torch.tensor(0.0), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["full_softmax", "in_batch_softmax"])
+def test_other_losses_take_one_vector_per_user(name):
+    users, table, bias = _tables(num_items=8, dim=4, batch=3, seed=4)
+    user_index, targets = torch.tensor([0, 0, 1, 2, 2]), torch.tensor([1, 5, 2, 5, 7])
+    loss = create_catalogue_loss(name, 8, proposal="uniform") if name == "in_batch_softmax" else FullSoftmaxLoss(8)
+    torch.testing.assert_close(
+        loss(users, table, bias, targets, user_index=user_index), loss(users[user_index], table, bias, targets)
+    )
+    with pytest.raises(ValueError, match="same shape"):
+        loss(users, table, bias, targets, user_index=user_index[:2])
