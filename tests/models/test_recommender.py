@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import jointembed.metrics.ranking as ranking_module
+import jointembed.search.backends as backends
 from jointembed.models.recommender import Recommendations, Recommender
 from jointembed.nn.sparse_embedding import suggest_embedding_dim
 from jointembed.sparse import SparseBatch
@@ -89,18 +90,34 @@ def test_recommend_excludes_seen_sorts_and_titles():
     assert sorted(with_seen.ids[0].tolist()) == list(range(12)) and with_seen.titles is None
 
 
-def test_recommend_in_chunks_matches_one_block(monkeypatch):
-    model = _model()
-    histories = SparseBatch.from_lists([[i % 12, (3 * i) % 12] for i in range(10)])
-    whole = model.recommend(histories, k=4)
-    monkeypatch.setattr(ranking_module, "SCORE_BUDGET", 25)  # two users (24 scores) per block
-    blocks = []
-    logits = model.logits
-    monkeypatch.setattr(model, "logits", lambda users: blocks.append(len(users)) or logits(users))
-    chunked = model.recommend(histories, k=4)
-    assert blocks == [2] * 5
-    torch.testing.assert_close(chunked.ids, whole.ids)
-    torch.testing.assert_close(chunked.scores, whole.scores)
+def _row_top_k(model: Recommender, users: torch.Tensor, k: int, seen: SparseBatch) -> tuple[torch.Tensor, ...]:
+    """The previous top-k: whole rows of logits a few users at a time (what the blocks must reproduce)."""
+    scores_of = lambda rows: model.logits(users[rows])  # noqa: E731
+    return ranking_module.chunked_top_k(scores_of, len(users), k, seen, chunk_size=3)
+
+
+@pytest.mark.parametrize("blocks", [(2**20, 128, 2**16), (7 * 13, 7, 13)])  # one block; many, some narrower than k
+def test_top_k_in_blocks_equals_whole_rows(monkeypatch, blocks):
+    monkeypatch.setattr(backends, "EXACT_BLOCK", blocks[0])
+    monkeypatch.setattr(backends, "EXACT_QUERIES", blocks[1])
+    monkeypatch.setattr(backends, "EXACT_ROWS", blocks[2])
+    torch.manual_seed(0)
+    model = Recommender(500, embedding_dim=8, hidden_sizes=())
+    with torch.no_grad():
+        model.output_bias.normal_(0.0, 0.5)
+        model.output_weight[3] = float("nan")  # a diverged item: never recommended, by either path
+        model.output_weight[4] = float("inf")
+    seen = SparseBatch.from_lists([[(7 * i + j) % 500 for j in range(i % 30)] for i in range(40)])
+    last = [j for j in range(500) if j % 50 and j not in (3, 4)]  # 12 unseen left, two of them diverged
+    seen = SparseBatch.from_lists([*seen.tolist()[:-1], last])
+    with torch.no_grad():
+        users = torch.randn(40, 8)
+        ids, scores = model.top_k(users, 20, seen)
+        row_ids, row_scores = _row_top_k(model, users, 20, seen)
+    assert torch.equal(ids, row_ids)
+    torch.testing.assert_close(scores, row_scores, atol=1e-5, rtol=0)
+    assert not {3, 4} & set(ids.flatten().tolist())
+    assert sorted(ids[-1, :10].tolist()) == list(range(0, 500, 50)) and ids[-1, 10:].tolist() == [-1] * 10
 
 
 def test_recommend_pads_when_too_few_items_are_unseen():
