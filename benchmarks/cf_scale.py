@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 
@@ -27,10 +28,54 @@ import numpy as np
 import torch
 
 from jointembed.data.recommendation import MovieWorldDataModule
+from jointembed.kernels import numba_available
 from jointembed.losses.sampled_softmax import catalogue_losses
 from jointembed.metrics.probe import linear_probe_r2
 from jointembed.models.recommender import Recommender
 from jointembed.tasks.recommendation import RecommendationTask
+
+
+class EpochBreakdown(pl.Callback):
+    """Where the training time goes, summed over the epoch: ``data`` (the loader making the next batch),
+    ``forward`` (the model), ``loss`` (the catalogue loss's forward, e.g. sampled softmax), ``backward``,
+    ``optimiser`` (the optimiser's step) and ``other`` (logging and Lightning's bookkeeping)."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(("data", "forward", "loss", "backward", "optimiser", "other"), 0.0)
+        self._mark = 0.0
+        self._hooks: list = []
+
+    def _lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.seconds[part] += now - self._mark
+        self._mark = now
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, task: pl.LightningModule) -> None:
+        if not self._hooks:  # the loss exists once the data is bound
+            self._hooks = [
+                task.loss_fn.register_forward_pre_hook(lambda *_: self._lap("forward")),
+                task.loss_fn.register_forward_hook(lambda *_: self._lap("loss")),
+            ]
+        self._mark = time.perf_counter()
+
+    def on_train_batch_start(self, *_) -> None:
+        self._lap("data")
+
+    def on_before_backward(self, *_) -> None:
+        self._lap("other")
+
+    def on_after_backward(self, *_) -> None:
+        self._lap("backward")
+
+    def on_before_optimizer_step(self, *_) -> None:
+        self._lap("other")
+
+    def on_train_batch_end(self, *_) -> None:
+        self._lap("optimiser")
+
+    def on_train_end(self, *_) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
 
 def _peak_rss_gb() -> float:
@@ -53,6 +98,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--max-history", type=int, default=50)
     parser.add_argument("--lr", type=float, default=0.05, help="learning rate of the embedding tables")
     parser.add_argument("--dense-lr", type=float, default=1e-3, help="learning rate of the tower")
+    parser.add_argument("--optimizer", choices=["lazy_adam", "rowwise_adagrad"], default="lazy_adam")
     parser.add_argument("--embedding-dim", type=int, default=None, help="default: suggest_embedding_dim(movies)")
     parser.add_argument("--hidden", type=int, nargs="*", default=[64], help="hidden layer widths of the tower")
     parser.add_argument("--combiner", choices=["sum", "mean", "sqrtn"], default="sqrtn")
@@ -64,6 +110,7 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
+    load_start = os.getloadavg()[0]
     pl.seed_everything(args.seed, verbose=False)
     start = time.perf_counter()
     data = MovieWorldDataModule(
@@ -87,7 +134,15 @@ def main() -> None:
         args.movies, args.embedding_dim, hidden_sizes=tuple(args.hidden), combiner=args.combiner, sparse=True
     )
     loss_config = {"num_samples": args.num_samples} if args.loss == "sampled_softmax" else {}
-    task = RecommendationTask(model, loss=args.loss, loss_config=loss_config, lr=args.lr, dense_lr=args.dense_lr)
+    task = RecommendationTask(
+        model,
+        loss=args.loss,
+        loss_config=loss_config,
+        lr=args.lr,
+        dense_lr=args.dense_lr,
+        optimizer=args.optimizer,
+    )
+    breakdown = EpochBreakdown()
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         accelerator="cpu",
@@ -96,6 +151,7 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
+        callbacks=[breakdown],
     )
     dataset = data.train_dataloader().dataset
     examples = len(dataset)
@@ -121,6 +177,8 @@ def main() -> None:
         "embedding_dim": model.embedding_dim,
         "generate_and_split_s": round(generate_s, 1),
         "epoch_s": round(epoch_s, 1),
+        "epoch_breakdown_s": {part: round(t / args.epochs, 1) for part, t in breakdown.seconds.items()},
+        "optimizer": args.optimizer,
         "examples_per_s": round(examples / epoch_s),
         "targets_per_s": round(targets / epoch_s),
         "eval_users": int(split.test_users.size),
@@ -132,6 +190,8 @@ def main() -> None:
         "probe_r2_blockbuster_arthouse": round(float(r2[1]), 3),
         "peak_rss_gb": round(_peak_rss_gb(), 2),
         "threads": torch.get_num_threads(),
+        "numba": numba_available(),
+        "load_average_1min": [round(x, 2) for x in (load_start, os.getloadavg()[0])],
     }
     print(json.dumps(figures))
 
