@@ -38,7 +38,8 @@ def load_numba_rows() -> ModuleType:
 class HashTable:
     """The kernels' scratch hash table from IDs to slots, kept by its user between steps (so a step allocates
     and page-faults in nothing) and grown to a power of two of at least ``2 nnz`` entries; each kernel leaves it
-    empty (keys all -1). Batch-sized, never table-sized: 4 MB for 82k lookups."""
+    empty (keys all -1). Batch-sized, never table-sized: 4 MB for 82k lookups. One table serves one thread:
+    a module or optimiser stepped from two threads at once would need one each."""
 
     def __init__(self) -> None:
         self.keys = np.empty(0, np.int64)
