@@ -88,6 +88,12 @@ class AudioCNNEncoder(_AudioEncoder):
         head_hidden_sizes: Hidden widths of the projection head; empty for a single linear layer.
     """
 
+    #: Memory layout of the CNN's activations while its norms use their running statistics (inference, a frozen
+    #: backbone): channels-last gives the default layout's values (to 1e-7) in about half the time. Training keeps
+    #: the default layout: PyTorch's channels-last BatchNorm computes batch statistics far less accurately on the
+    #: CPU (1e-3 against 6e-7 from float64 on the recipe's audio), so training and its gradients stay as they were.
+    memory_format: torch.memory_format = torch.channels_last
+
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -169,9 +175,13 @@ class AudioCNNEncoder(_AudioEncoder):
         x = x.unsqueeze(1)  # (n, 1, mels, frames)
         if self.training and len(self.spec_augment):
             x = self.spec_augment(x)
+        layout = torch.contiguous_format if self.blocks.training else self.memory_format
         for block in self.blocks:
+            # Channels-last after each block (a no-op after the first: the 1-channel input cannot carry the layout,
+            # later blocks keep it), because max pooling runs 10-20x faster on it (CPU).
+            x = block(x).contiguous(memory_format=layout)
             # Zeroing padded frames after ReLU (>= 0) makes the ceil-mode max pool ignore them as well.
-            x = self.pool(block(x) * mask[:, None, None, :])
+            x = self.pool(x * mask[:, None, None, :])
             mask = _frame_mask((mask.sum(1) + 1) // 2, x.shape[-1])
         return masked_mean(x.mean(2).transpose(1, 2), mask)
 

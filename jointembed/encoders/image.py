@@ -173,6 +173,10 @@ class SmallCNNImageEncoder(_ImageEncoder):
         head_hidden_sizes: Hidden widths of the projection head; empty for a single linear layer.
     """
 
+    #: Memory layout of the CNN's activations while its norms use their running statistics (as ``audio_cnn``'s:
+    #: channels-last in inference, the default layout in training).
+    memory_format: torch.memory_format = torch.channels_last
+
     def __init__(
         self,
         channels: Sequence[int] = (32, 64, 128),
@@ -205,6 +209,8 @@ class SmallCNNImageEncoder(_ImageEncoder):
     def encode_backbone(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(n, C, H, W)`` → ``(n, channels[-1])``."""
         x = self.preprocess(inputs)
+        if not self.backbone.training:  # the layers keep the layout
+            x = x.contiguous(memory_format=self.memory_format)
         return self.backbone(x) if x.shape[0] else x.new_zeros(0, self.feature_dim)
 
 
