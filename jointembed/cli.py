@@ -4,6 +4,10 @@ The top level answers ``--help`` and ``--version`` without importing torch or Li
 alone takes seconds), and hands each subcommand to the module that implements it. The training subcommands
 (fit / validate / test / predict) are Lightning's own ``LightningCLI``, so ``--config``, ``--print_config``
 and command-line overrides behave exactly as Lightning users expect.
+
+Before a subcommand imports torch, the thread settings are chosen for a machine that may be busy with other work
+(:mod:`jointembed.threads`: as many threads as cores are free, waiting threads sleeping), unless the user set
+them; one line on stderr says what was chosen.
 """
 
 from __future__ import annotations
@@ -68,6 +72,21 @@ def format_help() -> str:
     return _USAGE.format(commands="{" + ",".join(COMMANDS) + "}", table=table)
 
 
+def _choose_threads(args: Sequence[str]) -> None:
+    """Set torch's threads for a machine that may be busy (see :mod:`jointembed.threads`) and say so in one line.
+
+    Only before torch is loaded: OpenMP reads its settings once, at start, and a process that imported torch
+    before calling :func:`main` has made its own choice. Nothing is said for ``--help`` or ``--print_config``.
+    """
+    if "torch" in sys.modules:
+        return
+    from jointembed.threads import apply_thread_defaults
+
+    choice = apply_thread_defaults()
+    if not any(arg in ("-h", "--help") or arg.startswith("--print_config") for arg in args):
+        print(choice.describe(), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jointembed`` script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -84,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_help(), end="", file=sys.stderr)
         print(f"\njointembed: error: unknown command {args[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    _choose_threads(args)
     module_name, func_name = command.target.split(":")
     run = getattr(importlib.import_module(module_name), func_name)
     result = run(args)
