@@ -10,10 +10,13 @@ configured), keeping none in memory.
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,7 +33,7 @@ from jointembed.io import atomic_write_json
 from jointembed.pretrained import ExportsPretrained
 from jointembed.recipe_files import resolve_recipe
 
-__all__ = ["JointEmbedCLI", "run", "write_test_metrics", "resume_in_last_run"]
+__all__ = ["JointEmbedCLI", "run", "write_test_metrics", "resume_in_last_run", "format_metrics"]
 
 
 @runtime_checkable
@@ -75,14 +78,6 @@ class JointEmbedCLI(LightningCLI):
         if isinstance(self.model, RestoresInputs) and checkpoint and Path(checkpoint).is_file():
             self.model.restore_inputs(checkpoint)
 
-    def before_validate(self) -> None:
-        self._restore_inputs()
-        self._bind()
-
-    def before_test(self) -> None:
-        self._restore_inputs()
-        self._bind()
-
     def before_predict(self) -> None:
         """Take the checkpoint's input units, bind the data, add the default prediction writer when none is
         configured, and keep no predictions in memory (the writer has them)."""
@@ -97,32 +92,58 @@ class JointEmbedCLI(LightningCLI):
     def after_fit(self) -> None:
         """Test the trained model (the best checkpoint by the monitored metric, else the final weights) if the
         data has a test split, then write the tested weights as a pretrained folder (``<log_dir>/pretrained``)
-        when the task can export one."""
+        when the task can export one, and end with where the checkpoint, metrics and folder are."""
         if self.trainer.interrupted:
             return
-        metrics = None
+        metrics, written = None, []
+        callback = self.trainer.checkpoint_callback
+        # "best" only means something when the checkpoints are ranked by a monitored metric; otherwise the
+        # final in-memory weights are the trained model (with weight averaging, the averaged ones).
+        ranked = callback is not None and getattr(callback, "monitor", None) is not None
         if _has_test_split(self.model, self.datamodule):
-            # "best" only means something when the checkpoints are ranked by a monitored metric; otherwise the
-            # final in-memory weights are the trained model (with weight averaging, the averaged ones).
-            callback = self.trainer.checkpoint_callback
-            ranked = callback is not None and getattr(callback, "monitor", None) is not None
             ckpt = "best" if ranked and getattr(callback, "best_model_path", "") else None
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
-            metrics = self._write_metrics()
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
+            path, metrics = write_test_metrics(self.trainer, self.model)
+            self._print_metrics("test", metrics)
+            written.append(f"test metrics written to {path}")
         if isinstance(self.model, ExportsPretrained) and self.trainer.is_global_zero:
             folder = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "pretrained"
             self.model.export_pretrained(folder, metrics)
-            print(f"pretrained model written to {folder}")
+            written.append(f"pretrained model written to {folder}")
+        if self.trainer.is_global_zero:
+            print("\n".join([*_checkpoint_lines(callback, ranked), *written]))
+
+    def before_validate(self) -> None:
+        self._restore_inputs()
+        self._bind()
+        self._take_verbose()
+
+    def after_validate(self) -> None:
+        """Print the validation metrics, rounded (Lightning's own table is turned off in ``before_validate``)."""
+        self._print_metrics("validation", {k: float(v) for k, v in self.trainer.callback_metrics.items()})
+
+    def before_test(self) -> None:
+        self._restore_inputs()
+        self._bind()
+        self._take_verbose()
 
     def after_test(self) -> None:
-        """Write the test metrics as JSON next to the run's logs."""
-        self._write_metrics()
-
-    def _write_metrics(self) -> dict[str, Any]:
+        """Print the test metrics, rounded, and write them as JSON next to the run's logs."""
         path, metrics = write_test_metrics(self.trainer, self.model)
+        self._print_metrics("test", metrics)
         if self.trainer.is_global_zero:
             print(f"test metrics written to {path}")
-        return metrics
+
+    def _take_verbose(self) -> None:
+        # Lightning prints its metrics table with every digit of float32 (0.15676482021808624); the CLI prints
+        # its own, rounded, when ``--verbose`` is on, and so turns Lightning's off.
+        config = self.config_init[self.subcommand]
+        self._verbose = bool(config.get("verbose", True))
+        config["verbose"] = False
+
+    def _print_metrics(self, stage: str, metrics: dict[str, Any]) -> None:
+        if getattr(self, "_verbose", True) and self.trainer.is_global_zero and metrics:
+            print(f"{stage} metrics:\n{format_metrics(metrics, shutil.get_terminal_size((100, 24)).columns)}")
 
 
 def resume_in_last_run(trainer: Any) -> Path:
@@ -177,6 +198,88 @@ def write_test_metrics(trainer: Any, model: LightningModule) -> tuple[Path, dict
     return atomic_write_json(Path(log_dir) / "test_metrics.json", metrics), metrics
 
 
+def format_metrics(metrics: Mapping[str, Any], width: int = 100) -> str:
+    """Scalar metrics, each to 4 significant digits, in as few lines as fit in ``width`` characters: a table with a
+    row per name up to its last ``/`` and a column per last part (``test/warm/hr@10`` is row ``test/warm``, column
+    ``hr@10``) where that fits, else ``name  value`` cells sorted by name down several columns. Non-scalar
+    entries (a confusion matrix) are left to ``test_metrics.json``."""
+    cells = {name: _format_number(value) for name, value in sorted(metrics.items()) if _is_number(value)}
+    if not cells:
+        return ""
+    table = _pivot(cells)
+    if max(len(line) for line in table) <= width:
+        return "\n".join(table)
+    name_width = max(len(name) for name in cells)
+    value_width = max(len(value) for value in cells.values())
+    gap = "   "
+    columns = max(1, (width + len(gap)) // (name_width + 2 + value_width + len(gap)))
+    items = list(cells.items())
+    rows = math.ceil(len(items) / columns)
+    lines = (
+        gap.join(f"{name:<{name_width}}  {value:>{value_width}}" for name, value in items[r::rows]) for r in range(rows)
+    )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _pivot(cells: Mapping[str, str]) -> list[str]:
+    rows: dict[str, dict[str, str]] = {}
+    for name, value in cells.items():
+        row, _, column = name.rpartition("/")
+        rows.setdefault(row, {})[column] = value
+    columns = list(dict.fromkeys(column for values in rows.values() for column in values))
+    row_width = max(len(row) for row in rows)
+    widths = {c: max(len(c), *(len(values.get(c, "-")) for values in rows.values())) for c in columns}
+    lines = [" " * row_width + "".join(f"  {column:>{widths[column]}}" for column in columns)]
+    for row, values in sorted(rows.items()):
+        lines.append(f"{row:<{row_width}}" + "".join(f"  {values.get(c, '-'):>{widths[c]}}" for c in columns))
+    return lines
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) or (isinstance(value, str) and value in ("nan", "inf", "-inf"))
+
+
+def _format_number(value: float | str) -> str:
+    if isinstance(value, str) or not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def _checkpoint_lines(callback: Any, ranked: bool) -> list[str]:
+    """Where the fit left its checkpoint: the best by the monitored metric, else the last one written."""
+    if callback is None:
+        return []
+    if ranked and getattr(callback, "best_model_path", ""):
+        return [f"best checkpoint (by {callback.monitor}) written to {callback.best_model_path}"]
+    path = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+    return [f"checkpoint written to {path}"] if path else []
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's "💡 Tip:" lines, which advertise its cloud services on every run and have no setting to
+    turn them off (Lightning-AI/pytorch-lightning#21294)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def _quiet_lightning() -> None:
+    """Keep what ``fit`` prints to what the run did: no advertisements, and no deprecation warning that
+    Lightning's own code raises on every run whatever the recipe (its data loader wrapper builds a torch
+    ``LeafSpec``, deprecated since torch 2.10; Lightning-AI/pytorch-lightning#21326), which a user cannot act on."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+
+
 def _has_test_split(model: LightningModule, datamodule: LightningDataModule | None) -> bool:
     if not is_overridden("test_step", model):
         return False
@@ -225,6 +328,7 @@ def _resolve_bases(argv: Sequence[str], folder: Path) -> list[str]:
 def run(argv: Sequence[str]) -> int:
     """Run one training subcommand; ``argv`` starts with the subcommand (``["fit", "--config", "x.yaml"]``)."""
     _import_package_components()
+    _quiet_lightning()
     from_console = list(argv) == sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="jointembed-recipe-") as folder:
         resolved = _resolve_bases(argv, Path(folder))

@@ -1,4 +1,6 @@
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +9,7 @@ import pytest
 import yaml
 
 from jointembed.cli import COMMANDS, main
+from jointembed.lightning_cli import format_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +88,55 @@ def test_bad_override_names_the_key(tmp_path, capsys):
         main(["fit", "--config", str(recipe), "--model.init_args.no_such_arg", "1"])
     assert exit_info.value.code != 0
     assert "no_such_arg" in capsys.readouterr().err
+
+
+def test_metrics_are_tabled_rounded_by_row_and_column():
+    metrics = {
+        "test/warm/hr@10": 0.15676482021808624,
+        "test/warm/users": 2633.0,
+        "test/cold/hr@10": 0.0012345678,
+        "test/mse": 12345.678,
+        "test/confusion": [[1, 0], [0, 1]],  # not a scalar: left to test_metrics.json
+        "test/loss": "nan",  # how write_test_metrics stores a non-finite value
+    }
+    assert format_metrics(metrics).splitlines() == [
+        "              hr@10  loss      mse  users",
+        "test              -   nan  12345.7      -",
+        "test/cold  0.001235     -        -      -",
+        "test/warm    0.1568     -        -   2633",
+    ]
+
+
+def test_metrics_too_many_for_a_table_go_down_columns():
+    metrics = {f"test/R@{k}_{pair}": k / 10 for k in (1, 5) for pair in ("a->b", "b->a", "a->c")}
+    assert format_metrics(metrics, width=40).splitlines() == [
+        "test/R@1_a->b  0.1   test/R@5_a->b  0.5",
+        "test/R@1_a->c  0.1   test/R@5_a->c  0.5",
+        "test/R@1_b->a  0.1   test/R@5_b->a  0.5",
+    ]
+    assert format_metrics({}) == ""
+
+
+def test_console_fit_output_ends_with_what_it_wrote(tmp_path):
+    """Run as a user would: one line on threads, no advertisement or deprecation noise, a rounded metrics table,
+    and the checkpoint and metrics paths last."""
+    recipe = _recipe(tmp_path, max_epochs=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "jointembed", "fit", "--config", str(recipe)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"^jointembed: \d+ intra-op threads? \(", done.stderr, flags=re.M)
+    assert "💡" not in done.stdout + done.stderr and "LeafSpec" not in done.stderr
+    assert "Test metric" not in done.stdout  # Lightning's table, with every float32 digit
+    table = done.stdout[done.stdout.index("test metrics:") :]
+    assert re.search(r"^test\s+[\d.e+-]+$", table.splitlines()[2]) and not re.search(r"\d\.\d{5}", table)
+    *_, checkpoint, metrics = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"checkpoint written to .+\.ckpt", checkpoint)
+    assert metrics == f"test metrics written to {next(tmp_path.glob('**/test_metrics.json'))}"
