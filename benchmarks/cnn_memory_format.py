@@ -13,8 +13,8 @@ Per encoder, one JSON line, best of ``--rounds`` with the candidates interleaved
 - ``max_pool_share_*``: the share of CPU time in max pooling in that forward pass under ``torch.profiler``;
 - ``train_ms``: forward + backward in training mode (a fixed random weighting of the outputs as the loss), the
   path training takes whatever ``memory_format`` says (``max_abs_grad_diff`` between the two settings: 0);
-- ``train_all_channels_last_ms`` and ``..._grad_rel_diff``: the same step with every convolution's input made
-  channels-last (forward pre-hooks), the option left out, and ``batch_norm_error_*``: the largest error of a
+- ``train_all_channels_last_ms`` and ``..._grad_rel_diff``: the same step in channels-last
+  (``train_memory_format``), the option left out, and ``batch_norm_error_*``: the largest error of a
   training-mode BatchNorm2d against float64 on the first block's activations in each layout, which is why.
 
     python benchmarks/cnn_memory_format.py [--batch-size 64] [--rounds 5]
@@ -94,12 +94,6 @@ def _pool_share(fn: Callable[[], Any]) -> float:
     return sum(e.self_cpu_time_total for e in events if "max_pool" in e.key) / total
 
 
-def _all_channels_last(encoder: Encoder) -> list[Any]:
-    """Forward pre-hooks making every convolution's input channels-last (remove them to undo)."""
-    to_cl = lambda module, args: (args[0].contiguous(memory_format=torch.channels_last),)  # noqa: E731
-    return [m.register_forward_pre_hook(to_cl) for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]
-
-
 def _batch_norm_errors(encoder: Encoder, batch: Any) -> dict[str, float]:
     """Largest error of a training-mode BatchNorm2d against float64 on the first block's convolution output."""
     conv = next(m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d))
@@ -129,7 +123,7 @@ def measure(encoder: Encoder, batch: Any, rounds: int) -> dict[str, Any]:
         encoder.load_state_dict(state)
         outputs[name], grads[name] = _forward(encoder, batch), _forward_backward(encoder, batch)
     encoder.load_state_dict(state)
-    hooks = _all_channels_last(encoder)
+    encoder.train_memory_format = torch.channels_last  # the option left out
     all_cl_grads = _forward_backward(encoder, batch)
     times: dict[str, list[float]] = {key: [] for key in ("train", "train_all_channels_last")}
     times.update({f"forward_{name}": [] for name in LAYOUTS})
@@ -137,13 +131,10 @@ def measure(encoder: Encoder, batch: Any, rounds: int) -> dict[str, Any]:
         for name, layout in LAYOUTS.items():
             encoder.memory_format = layout
             times[f"forward_{name}"].append(_timed(lambda: _forward(encoder, batch)))
-        for hook in hooks:
-            hook.remove()
-        times["train"].append(_timed(lambda: _forward_backward(encoder, batch)))
-        hooks = _all_channels_last(encoder)
-        times["train_all_channels_last"].append(_timed(lambda: _forward_backward(encoder, batch)))
-    for hook in hooks:
-        hook.remove()
+        for key, layout in (("train", torch.contiguous_format), ("train_all_channels_last", torch.channels_last)):
+            encoder.train_memory_format = layout
+            times[key].append(_timed(lambda: _forward_backward(encoder, batch)))
+    del encoder.train_memory_format  # back to the class's
     best = {key: min(values) for key, values in times.items()}
     figures: dict[str, Any] = {f"{key}_ms": round(value * 1e3, 2) for key, value in best.items()}
     figures["forward_speedup"] = round(best["forward_contiguous"] / best["forward_channels_last"], 2)

@@ -173,9 +173,9 @@ class SmallCNNImageEncoder(_ImageEncoder):
         head_hidden_sizes: Hidden widths of the projection head; empty for a single linear layer.
     """
 
-    #: Memory layout of the CNN's activations while its norms use their running statistics (as ``audio_cnn``'s:
-    #: channels-last in inference, the default layout in training).
+    #: Memory layouts of the CNN's activations in inference and in training, as ``audio_cnn``'s (see there).
     memory_format: torch.memory_format = torch.channels_last
+    train_memory_format: torch.memory_format = torch.contiguous_format
 
     def __init__(
         self,
@@ -208,9 +208,8 @@ class SmallCNNImageEncoder(_ImageEncoder):
 
     def encode_backbone(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(n, C, H, W)`` → ``(n, channels[-1])``."""
-        x = self.preprocess(inputs)
-        if not self.backbone.training:  # the layers keep the layout
-            x = x.contiguous(memory_format=self.memory_format)
+        layout = self.train_memory_format if self.backbone.training else self.memory_format
+        x = self.preprocess(inputs).contiguous(memory_format=layout)  # the layers keep the layout
         return self.backbone(x) if x.shape[0] else x.new_zeros(0, self.feature_dim)
 
 
