@@ -189,6 +189,16 @@ def lazy_adam_rows(
     return n
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _sum_of_squares(row):
+    """Sum of squares of a row, reassociated so that it vectorises (a serial sum is one add per 4 cycles; the
+    torch path sums in its own order too, so both agree to rounding, not bit for bit)."""
+    total = row.dtype.type(0)
+    for d in range(row.shape[0]):
+        total += row[d] * row[d]
+    return total
+
+
 @numba.njit(**_JIT)
 def rowwise_adagrad_rows(weight, state_sum, indices, values, rows, grad, keys, slots, lr, eps, wd):
     """Row-wise Adagrad on the rows of one sparse gradient; returns the number of distinct rows (-1: as in
@@ -209,10 +219,7 @@ def rowwise_adagrad_rows(weight, state_sum, indices, values, rows, grad, keys, s
         if wd != 0:
             for d in range(dim):
                 grad[u, d] = grad[u, d] + decay * weight[r, d]
-        square = t(0)
-        for d in range(dim):
-            square += grad[u, d] * grad[u, d]
-        total = state_sum[r] + square / width
+        total = state_sum[r] + _sum_of_squares(grad[u]) / width
         state_sum[r] = total
         scale = (one / (np.sqrt(total) + e)) * -rate  # as the torch path: reciprocal, then times -lr
         for d in range(dim):
