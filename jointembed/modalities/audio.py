@@ -38,8 +38,8 @@ class AudioModality(Modality):
 
     Raw values: a file path (WAV, FLAC, OGG: anything libsndfile reads), encoded bytes, or a
     ``(samples, rate)`` pair; stereo is averaged to mono and any rate is resampled. Longer clips are cropped to
-    their middle (a random window when training, with a random gain of up to ``± gain_db``).
-    Batch: ``{"waveform": FloatTensor (n, T), "lengths": LongTensor (n,)}``, zero-padded.
+    their middle (a random window when training, with a random gain of up to ``± gain_db``; with ``crop_eval``
+    off, only training crops). Batch: ``{"waveform": FloatTensor (n, T), "lengths": LongTensor (n,)}``, zero-padded.
 
     Files are decoded once: the whole mono clip at ``sample_rate`` is cached by file path, size and modification
     time (crops and gains are drawn afresh from it each time). The cache settings belong to the machine, not to
@@ -49,6 +49,8 @@ class AudioModality(Modality):
         sample_rate: Rate in Hz; ``None`` takes the bound audio encoder's (the one place it is set).
         max_seconds: Longer clips are cropped to this; ``None`` keeps whole clips.
         gain_db: Range of the random training gain in dB (0 disables it).
+        crop_eval: Crop also outside training (to the clip's middle); ``False`` trains on random windows of
+            ``max_seconds`` and evaluates and embeds whole clips.
         cache_mb: Memory for decoded clips, in MiB (per process: each DataLoader worker has its own); 0 disables.
             A 5 s clip at 16 kHz takes 0.3 MiB.
         cache_dir: Folder to also keep decoded clips in (shared by processes and runs, e.g. cross-validation
@@ -61,6 +63,7 @@ class AudioModality(Modality):
         sample_rate: int | None = None,
         max_seconds: float | None = 1.0,
         gain_db: float = 6.0,
+        crop_eval: bool = True,
         cache_mb: float = 1024.0,
         cache_dir: str | None = None,
         cache_dir_mb: float = 4096.0,
@@ -75,6 +78,7 @@ class AudioModality(Modality):
             raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds}")
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
+        self.crop_eval = crop_eval
         self.gain_db = gain_db
         self.cache = DecodeCache(int(cache_mb * 2**20), cache_dir, int(cache_dir_mb * 2**20))
 
@@ -118,7 +122,7 @@ class AudioModality(Modality):
 
     def transform(self, decoded: torch.Tensor, train: bool = False) -> torch.Tensor:
         wave = decoded
-        if self.max_seconds is not None:
+        if self.max_seconds is not None and (train or self.crop_eval):
             limit = max(1, round(self.max_seconds * self._rate()))
             if wave.numel() > limit:
                 spare = wave.numel() - limit

@@ -317,6 +317,14 @@ def test_audio_transform_crops_and_gains() -> None:
         AudioModality(max_seconds=0)
 
 
+def test_audio_without_crop_eval_trains_on_windows_and_evaluates_whole_clips() -> None:
+    unit = AudioModality(sample_rate=10, max_seconds=0.4, gain_db=0, crop_eval=False)
+    wave = torch.arange(10, dtype=torch.float32)
+    assert torch.equal(unit.transform(wave), wave)  # evaluation and embedding: the whole clip
+    assert unit.transform(wave, train=True).shape == (4,)  # training: a random window of max_seconds
+    assert create_modality("audio", **unit.get_config()).crop_eval is False  # saved with the model
+
+
 def test_a_truncated_wav_is_a_bad_file_not_a_shorter_clip(tmp_path: Path) -> None:
     """libsndfile reads a WAV cut mid-stream as a shorter clip; the header's data size gives it away."""
     soundfile.write(tmp_path / "full.wav", np.zeros(8000, np.float32), 8000, subtype="PCM_16")
