@@ -4,13 +4,16 @@ Generates the movie world (pool factor 16, the ``issue`` preset), trains the emb
 default: every training user once, a random 20% of their watches as targets predicted together from the rest,
 sampled softmax with log-Q correction, LazyAdam on sparse gradients), then ranks the full catalogue for a sample
 of held-out users (never seen in training, scored from a fold-in part of their history) and prints one JSON
-line: watch events, examples/s, seconds per epoch, peak resident memory, Recall@10 of the model and of the
-popularity baseline, and how well the learned movie embeddings recover the two named true aspects (R² of a
-linear probe on the 20,000 most-watched movies).
+line: watch events, examples/s, seconds per epoch and where they went (``epoch_breakdown_s``: data, forward,
+loss, backward, optimiser, other), peak resident memory, Recall@10 of the model and of the popularity baseline,
+and how well the learned movie embeddings recover the two named true aspects (R² of a linear probe on the
+20,000 most-watched movies).
 
 Targets (issue 3): an epoch under 10 minutes and peak memory under 6 GB on 2 CPU cores; recall well above
-popularity. Usage (about 4 minutes on 2 cores, 2 of them generating the world; ``--movies 20000 --users 10000
---held-out-fraction 0.2`` for a quick check; ``--targets-per-user 2`` for one target per example):
+popularity (issue 12: an epoch under 30 s on an idle machine at the same recall and memory). Usage (about 4
+minutes on 2 cores, 3 of them generating the world; ``--movies 20000 --users 10000 --held-out-fraction 0.2``
+for a quick check; ``--targets-per-user 2`` for one target per example; ``--optimizer rowwise_adagrad --lr 0.1
+--dense-lr 0.01`` for row-wise Adagrad; ``JOINTEMBED_NUMBA=0`` for the torch paths):
 
     python benchmarks/cf_scale.py
 """
