@@ -21,7 +21,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ThreadChoice", "choose_threads", "usable_cores", "apply_thread_defaults"]
+__all__ = ["ThreadChoice", "choose_threads", "wait_policy_chosen", "usable_cores", "apply_thread_defaults"]
 
 # Environment variables by which the user has chosen the thread count, or how OpenMP threads wait.
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -81,9 +81,13 @@ def choose_threads(cores: int, load: float, env: Mapping[str, str]) -> ThreadCho
     if cores < 1 or not math.isfinite(load) or load < 0:
         raise ValueError(f"choose_threads needs cores >= 1 and a finite load >= 0, got cores={cores}, load={load}")
     user_threads = any(env.get(name, "").strip() for name in _THREAD_VARIABLES)
-    user_wait = any(env.get(name, "").strip() for name in _WAIT_VARIABLES)
     threads = None if user_threads else max(1, min(cores, math.floor(cores - load + 0.5)))
-    return ThreadChoice(threads=threads, passive_wait=not user_wait, cores=cores, load=load)
+    return ThreadChoice(threads=threads, passive_wait=not wait_policy_chosen(env), cores=cores, load=load)
+
+
+def wait_policy_chosen(env: Mapping[str, str]) -> bool:
+    """Whether ``env`` says how OpenMP threads wait (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``, ``KMP_BLOCKTIME``)."""
+    return any(env.get(name, "").strip() for name in _WAIT_VARIABLES)
 
 
 def usable_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
