@@ -283,7 +283,8 @@ class Recommender(nn.Module):
 
         Users and items are scored in cache-sized blocks (:func:`~jointembed.search.backends.exact_top_k`), each
         reduced to its top k at once: one user over a million items never writes a million scores, and a
-        batch of users reads the item table once per 128 users rather than once per 16.
+        batch of users reads the item table once per 128 users rather than once per 16 (1,000 users over
+        1,000,000 movies: 5-6× as fast as scoring whole rows; ``benchmarks/recommend_serving.py``).
 
         Args:
             user_vectors: ``(B, d)``.
