@@ -25,7 +25,8 @@ and width, with the load average at the start and end.
 
     python benchmarks/recommend_serving.py [--items 1000000] [--dims 32,64] [--backends flat,hnsw]
 
-The HNSW build dominates: about 10 minutes per width on a busy 2-core machine; ``--backends flat`` skips it.
+The HNSW builds dominate: 15-17 minutes per width with one thread on a 2-core machine at load 6-15 (40 minutes
+in all); ``--backends flat`` skips them.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ smallest cosine between ``embed``'s backbone features and sentence-transformers'
 
     python benchmarks/text_throughput.py [--texts 256] [--batch-size 64] [--rounds 3] [--threads 1]
 
-256 texts take about 4 minutes on a busy 2-core machine with one thread.
+256 texts take about 5 minutes with one thread on a 2-core machine at load 4-5.
 """
 
 from __future__ import annotations
