@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from optim_fixture import DIM, NUM_ROWS, STEP_ROWS, reference_lazy_adam, sparse_steps
@@ -141,3 +143,21 @@ def test_numba_backend_refuses_rows_outside_the_table_and_updates_nothing():
     param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 1]]), torch.ones(2, 2), (3, 2), check_invariants=True)
     optimizer.step()  # the hash table was left clean
     assert param[1].ne(1).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_resumes_exactly_from_a_saved_state(backend):
+    grads = sparse_steps()
+    weight, optimizer = _run(backend, lr=0.1)
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)  # as in a checkpoint
+    buffer.seek(0)
+    restored = torch.nn.Parameter(weight.clone())
+    resumed = LazyAdam([restored], lr=0.1, backend=backend)
+    resumed.load_state_dict(torch.load(buffer))
+    original = optimizer.param_groups[0]["params"][0]
+    for grad in grads[:2]:
+        original.grad, restored.grad = grad, grad.clone()
+        optimizer.step()
+        resumed.step()
+    torch.testing.assert_close(restored.detach(), original.detach(), rtol=0, atol=0)
