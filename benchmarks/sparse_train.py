@@ -18,8 +18,9 @@ the IDs: ~12k distinct rows a step) or uniform (~79k distinct). Candidates, each
 - ``forward_only``: the ``nn.EmbeddingBag`` forward without gradients, an upper bound for any training step.
 
 All candidates run interleaved in one process (a change in machine load hits all alike): each round times
-``--steps`` steps of every candidate; the best round counts. One JSON line per candidate, ID distribution and
-thread count: lookups per second, milliseconds per step, and the load average while it ran.
+``--steps`` steps of every candidate, in an order rotated from round to round; the best round counts. One JSON
+line per candidate, ID distribution and thread count: lookups per second, milliseconds per step, and the load
+average while it ran.
 
 Usage (~3 minutes on 2 cores; ``--rows 100000 --rounds 2`` for a quick check)::
 
@@ -210,8 +211,12 @@ def measure(steps: dict[str, Step], batches: list[SparseBatch], args: argparse.N
             step(batch)
     best = dict.fromkeys(steps, float("inf"))
     loads: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
+    names = list(steps)
+    for round_ in range(args.rounds):
+        # Rotate the order each round: a candidate run right after one that sweeps the caches (or the whole
+        # table) starts cold, and the best round should not depend on a fixed neighbour.
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            step = steps[name]
             start = time.perf_counter()
             for i in range(args.steps):
                 step(batches[i % len(batches)])
