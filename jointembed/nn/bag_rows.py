@@ -37,7 +37,7 @@ def bag_rows_apply(weight: torch.Tensor, weights: torch.Tensor | None) -> bool:
 
 class _EmbeddingBagRows(torch.autograd.Function):
     @staticmethod
-    def forward(  # noqa: PLR0913 (autograd passes everything positionally)
+    def forward(
         ctx: Any,
         weight: torch.Tensor,
         ids: torch.Tensor,
