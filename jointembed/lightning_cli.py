@@ -327,7 +327,8 @@ def _resolve_bases(argv: Sequence[str], folder: Path) -> list[str]:
 
 def run(argv: Sequence[str]) -> int:
     """Run one training subcommand; ``argv`` starts with the subcommand (``["fit", "--config", "x.yaml"]``)."""
-    _import_package_components()
+    if list(argv[1:]) not in (["--help"], ["-h"]):  # a bare --help names no class: no need to import them all
+        _import_package_components()
     _quiet_lightning()
     from_console = list(argv) == sys.argv[1:]
     with tempfile.TemporaryDirectory(prefix="jointembed-recipe-") as folder:
