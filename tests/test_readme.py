@@ -1,5 +1,7 @@
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,9 +91,27 @@ def test_python_examples_that_load_a_run_work_in_a_fresh_folder(recipe, tmp_path
         assert main(argv) == 0, f"README command failed: jointembed {' '.join(argv)}"
 
 
+# The README's quick test command (slow tests left out by pyproject.toml's addopts) and the full one CI runs.
+QUICK_TESTS = "python -m pytest"
+ALL_TESTS = 'python -m pytest -m "slow or not slow"'
+
+
 def test_ci_runs_the_readme_install_and_test_commands():
     ci = (REPO / ".ci" / "run").read_text()
     bash = "\n".join(_blocks("bash"))
     install = 'pip install -e ".[dev]"'
     assert install in bash and install in ci
-    assert "python -m pytest" in bash and re.search(r"^python -m pytest$", ci, flags=re.M)
+    assert re.search(rf"^{re.escape(QUICK_TESTS)}(\s+#.*)?$", bash, flags=re.M)
+    assert re.search(rf"^{re.escape(ALL_TESTS)}(\s+#.*)?$", bash, flags=re.M)
+    assert re.search(rf"^{re.escape(ALL_TESTS)}$", ci, flags=re.M)
+
+
+def test_the_quick_command_leaves_out_the_slow_tests_and_the_full_one_runs_them():
+    def collected(command: str) -> str:
+        args = [sys.executable, *shlex.split(command)[1:], "--collect-only", "-q", "-p", "no:cacheprovider", __file__]
+        return subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+    quick, full = collected(QUICK_TESTS), collected(ALL_TESTS)
+    slow = "test_python_examples_that_load_a_run_work_in_a_fresh_folder"
+    assert slow not in quick and "deselected" in quick
+    assert slow in full and "deselected" not in full
