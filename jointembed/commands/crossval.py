@@ -29,7 +29,7 @@ __all__ = ["build_parser", "run", "parse_folds", "summarise", "format_table"]
 EXAMPLES = """\
   jointembed crossval --config recipes/esc10.yaml --folds 1,2,3,4,5 --data.init_args.path /path/to/ESC-10
   jointembed crossval --config recipes/esc10.yaml --folds 1-5 --data.init_args.path /path/to/ESC-10 \\
-      --metrics test/zeroshot_audio,test/R@1_text->audio --output esc10_crossval.json
+      --metrics 'test/zeroshot_audio,test/R@1_text->audio' --output esc10_crossval.json
   (any other option is passed to each fold's fit, e.g. --trainer.max_epochs 5)
 """
 
