@@ -54,12 +54,11 @@ class ThreadChoice:
 
     def describe(self) -> str:
         """One line for the log, saying what was chosen, from what, and how to choose otherwise."""
-        if self.threads is None:
-            what = "intra-op threads from OMP_NUM_THREADS/MKL_NUM_THREADS"
-        else:
-            plural = "" if self.threads == 1 else "s"
-            what = f"{self.threads} intra-op thread{plural} ({self.cores} cores, load {self.load:.1f} on them)"
         wait = ", waiting threads sleep (OMP_WAIT_POLICY=PASSIVE)" if self.passive_wait else ""
+        if self.threads is None:
+            return f"jointembed: intra-op threads from OMP_NUM_THREADS/MKL_NUM_THREADS{wait}"
+        plural = "" if self.threads == 1 else "s"
+        what = f"{self.threads} intra-op thread{plural} ({self.cores} cores, load {self.load:.1f} on them)"
         return f"jointembed: {what}{wait}; set OMP_NUM_THREADS to choose"
 
 
@@ -113,7 +112,10 @@ def apply_thread_defaults(env: MutableMapping[str, str] | None = None) -> Thread
     env = os.environ if env is None else env
     cores = usable_cores()
     machine = os.cpu_count() or cores
-    load = os.getloadavg()[0] * cores / machine if hasattr(os, "getloadavg") else 0.0
+    try:
+        load = os.getloadavg()[0] * cores / machine
+    except (AttributeError, OSError):  # no load average on this platform: count the cores as free
+        load = 0.0
     choice = choose_threads(cores, load, env)
     env.update(choice.environ())
     return choice
