@@ -330,14 +330,27 @@ def run(argv: Sequence[str]) -> int:
     if list(argv[1:]) not in (["--help"], ["-h"]):  # a bare --help names no class: no need to import them all
         _import_package_components()
     _quiet_lightning()
-    from_console = list(argv) == sys.argv[1:]
+    build_cli(argv, from_console=list(argv) == sys.argv[1:])
+    return 0
+
+
+def build_cli(args: Sequence[str], run: bool = True, from_console: bool = False) -> JointEmbedCLI:
+    """The Lightning CLI as ``jointembed`` builds it, recipes with a ``base`` merged first; with ``run`` ``args``
+    start with the subcommand and it runs before returning, else they are only the options (nothing runs).
+
+    Args:
+        args: The command line after ``jointembed``.
+        run: Run the subcommand.
+        from_console: ``args`` are the process's own ``sys.argv[1:]`` (LightningCLI then reads ``sys.argv``
+            itself: passing ``args`` too makes it warn).
+    """
     with tempfile.TemporaryDirectory(prefix="jointembed-recipe-") as folder:
-        resolved = _resolve_bases(argv, Path(folder))
+        resolved = _resolve_bases(list(args), Path(folder))
         saved_argv = sys.argv
-        if from_console:  # LightningCLI reads sys.argv itself (passing args too makes it warn)
+        if from_console:
             sys.argv = [sys.argv[0], *resolved]
         try:
-            JointEmbedCLI(
+            return JointEmbedCLI(
                 LightningModule,
                 LightningDataModule,
                 subclass_mode_model=True,
@@ -345,7 +358,7 @@ def run(argv: Sequence[str]) -> int:
                 seed_everything_default=0,
                 save_config_kwargs={"overwrite": True},
                 args=None if from_console else resolved,
+                run=run,
             )
         finally:
             sys.argv = saved_argv
-    return 0

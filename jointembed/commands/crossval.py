@@ -16,7 +16,6 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,23 +129,10 @@ def _fold_args(args: argparse.Namespace, extra: Sequence[str], fold: int) -> lis
 def _cli(argv: Sequence[str], run: bool) -> Any:
     """A :class:`~jointembed.lightning_cli.JointEmbedCLI` on ``argv`` (recipes with a ``base`` merged first), built as
     ``jointembed fit`` builds it; with ``run`` it fits (then tests) before returning."""
-    from lightning.pytorch import LightningDataModule, LightningModule
-
     from jointembed import lightning_cli
 
     lightning_cli._import_package_components()
-    with tempfile.TemporaryDirectory(prefix="jointembed-recipe-") as folder:
-        resolved = lightning_cli._resolve_bases(list(argv), Path(folder))
-        return lightning_cli.JointEmbedCLI(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            args=(["fit"] if run else []) + resolved,
-            run=run,
-        )
+    return lightning_cli.build_cli((["fit"] if run else []) + list(argv), run=run)
 
 
 def _check_folds(args: argparse.Namespace, extra: Sequence[str], folds: Sequence[int]) -> None:
