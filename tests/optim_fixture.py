@@ -7,8 +7,9 @@ import math
 import torch
 
 NUM_ROWS, DIM = 30, 4
-# Repeated rows sum (as in an EmbeddingBag gradient); one step has no rows at all.
-STEP_ROWS = ([1, 4, 4, 7, 4], [4, 9], [], [1, 1, 2, 29, 0], [7, 4, 1])
+# Repeated rows sum (as in an EmbeddingBag gradient); one step has no rows at all; two are strictly increasing
+# (coalesced, as SparseEmbedding's gradient: the kernels skip the merge), one of them reaching both ends.
+STEP_ROWS = ([1, 4, 4, 7, 4], [4, 9], [], [1, 1, 2, 29, 0], [7, 4, 1], [0, 3, 4, 29])
 
 
 def sparse_steps(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[torch.Tensor]:

@@ -6,7 +6,9 @@ The kernels take NumPy views of torch tensors (no copies) and work in place:
   ID, straight from the ``(B, D)`` gradient of the bags (instead of one row per lookup, then merging);
 - :func:`lazy_adam_rows`, :func:`rowwise_adagrad_rows`: one pass over the gradient's rows sums those of each
   distinct ID into a scratch buffer, then one pass over the distinct rows reads the row's state and weights
-  once, updates them and writes them back.
+  once, updates them and writes them back;
+  a gradient whose indices are already strictly increasing (coalesced, as the embedding bag's above after
+  :func:`sort_slots`) skips the first pass and the scratch buffer.
 
 Distinct IDs get their slot from a hash table of at least twice the step's lookups (no sort and no table-sized
 index); the caller keeps the table between steps, and each kernel leaves it empty. Rows are summed in the order
@@ -21,7 +23,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["bag_gradient_slots", "bag_gradient_sum", "lazy_adam_rows", "rowwise_adagrad_rows"]
+__all__ = [
+    "bag_gradient_slots",
+    "bag_gradient_sum",
+    "sort_slots",
+    "lazy_adam_rows",
+    "rowwise_adagrad_rows",
+]
 
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy"}
 _EMPTY = np.int64(-1)
@@ -54,6 +62,21 @@ def _clear(keys, rows, n):
         while keys[h] != _EMPTY:
             keys[h] = _EMPTY
             h = (h + np.uint64(1)) & mask
+
+
+@numba.njit(**_JIT)
+def _increasing(indices):
+    """Whether ``indices`` are strictly increasing, i.e. distinct and sorted: nothing to merge."""
+    for i in range(1, indices.shape[0]):
+        if indices[i] <= indices[i - 1]:
+            return False
+    return True
+
+
+@numba.njit(**_JIT)
+def _in_range(increasing, num_rows):
+    """Whether strictly increasing ``indices`` all lie in ``[0, num_rows)`` (only the ends need checking)."""
+    return increasing.shape[0] == 0 or (increasing[0] >= 0 and increasing[-1] < num_rows)
 
 
 @numba.njit(**_JIT)
@@ -94,7 +117,7 @@ def bag_gradient_slots(ids, padding_idx, rows, slot_of, keys, slots):
         ids: ``(nnz,)`` int64 IDs of all bags.
         padding_idx: An ID that gets no gradient (slot -1), or -1 for none.
         rows: ``(nnz,)`` int64, filled with the distinct IDs (``rows[:n]``) in order of first appearance.
-        slot_of: ``(nnz,)`` int64, filled with each lookup's slot.
+        slot_of: ``(nnz,)`` int64, filled with each lookup's slot (its ID's place in ``rows``).
         keys, slots: the empty hash table (a power of two >= 2 nnz entries), left empty.
 
     Returns:
@@ -112,6 +135,29 @@ def bag_gradient_slots(ids, padding_idx, rows, slot_of, keys, slots):
         slot_of[i] = slot
     _clear(keys, rows, n)
     return n
+
+
+@numba.njit(**_JIT)
+def sort_slots(rows, order, slot_of):
+    """Put the distinct IDs in increasing order and renumber the lookups' slots to match, so the bag gradient's
+    rows come out sorted: a coalesced gradient that the optimisers update without merging, in the table's
+    memory order.
+
+    Args:
+        rows: ``(n,)`` the distinct IDs from :func:`bag_gradient_slots`, sorted in place.
+        order: ``(n,)`` ``np.argsort(rows)`` (NumPy's sort, ~6x faster than numba's).
+        slot_of: ``(nnz,)`` each lookup's slot, renumbered in place.
+    """
+    n = rows.shape[0]
+    rank = np.empty(n, np.int64)
+    ordered = np.empty(n, np.int64)
+    for u in range(n):
+        rank[order[u]] = u
+        ordered[u] = rows[order[u]]
+    rows[:] = ordered
+    for i in range(slot_of.shape[0]):
+        if slot_of[i] >= 0:
+            slot_of[i] = rank[slot_of[i]]
 
 
 @numba.njit(**_JIT)
@@ -156,15 +202,30 @@ def lazy_adam_rows(
 
     Args (NumPy arrays share memory with the torch tensors):
         weight, exp_avg, exp_avg_sq: ``(N, D)`` the table and its moments, updated in place.
-        indices: ``(nnz,)`` int64 row of each gradient row, duplicates allowed.
+        indices: ``(nnz,)`` int64 row of each gradient row, duplicates allowed (strictly increasing ones need
+            no merging: ``values`` is then used as it is, and only read).
         values: ``(nnz, D)`` the gradient rows.
         rows, grad, keys, slots: scratch space from :class:`~jointembed.optim.sparse_rows.RowWorkspace`.
         lr, beta1, beta2, eps, wd: the group's settings (``wd``: decoupled weight decay).
         step: this parameter's step count, for the bias corrections.
     """
-    n = _merge_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
+    if _increasing(indices):
+        if not _in_range(indices, weight.shape[0]):
+            return -1
+        rows, grad = indices, values
+        n = indices.shape[0]
+    else:
+        n = _merge_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
+    if n > 0:
+        _lazy_adam_update(weight, exp_avg, exp_avg_sq, rows, grad, n, lr, beta1, beta2, eps, wd, step)
+    return n
+
+
+@numba.njit(**_JIT)
+def _lazy_adam_update(weight, exp_avg, exp_avg_sq, rows, grad, n, lr, beta1, beta2, eps, wd, step):
+    """Adam on ``rows[:n]`` (distinct) from their gradients ``grad[:n]``: moments and weights in one pass."""
     dim = weight.shape[1]
-    t = values.dtype.type
+    t = grad.dtype.type
     lerp_weight = t(1 - beta1)
     lerp_small = 1 - beta1 < 0.5  # torch's lerp switches formula at weight 0.5; follow it
     b2, c2 = t(beta2), t(1 - beta2)
@@ -186,7 +247,6 @@ def lazy_adam_rows(
             exp_avg_sq[r, d] = v
             w = weight[r, d]
             weight[r, d] = w + ((m / (np.sqrt(v / bias2) + e)) * neg_step - decay * w)
-    return n
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -210,18 +270,35 @@ def rowwise_adagrad_rows(weight, state_sum, indices, values, rows, grad, keys, s
         indices, values, rows, grad, keys, slots: as in :func:`lazy_adam_rows`.
         lr, eps, wd: the group's settings (``wd``: L2 penalty added to the gradient).
     """
-    n = _merge_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
+    if _increasing(indices):
+        if not _in_range(indices, weight.shape[0]):
+            return -1
+        rows, grad = indices, values
+        n = indices.shape[0]
+    else:
+        n = _merge_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
+    if n > 0:
+        _rowwise_adagrad_update(weight, state_sum, rows, grad, n, lr, eps, wd)
+    return n
+
+
+@numba.njit(**_JIT)
+def _rowwise_adagrad_update(weight, state_sum, rows, grad, n, lr, eps, wd):
+    """Row-wise Adagrad on ``rows[:n]`` (distinct) from their gradients ``grad[:n]`` (left unchanged)."""
     dim = weight.shape[1]
-    t = values.dtype.type
+    t = grad.dtype.type
     rate, e, decay, width, one = t(lr), t(eps), t(wd), t(dim), t(1)
+    row_grad = np.empty(dim, grad.dtype)
     for u in range(n):
         r = rows[u]
         if wd != 0:
             for d in range(dim):
-                grad[u, d] = grad[u, d] + decay * weight[r, d]
-        total = state_sum[r] + _sum_of_squares(grad[u]) / width
+                row_grad[d] = grad[u, d] + decay * weight[r, d]
+        else:
+            for d in range(dim):
+                row_grad[d] = grad[u, d]
+        total = state_sum[r] + _sum_of_squares(row_grad) / width
         state_sum[r] = total
         scale = (one / (np.sqrt(total) + e)) * -rate  # as the torch path: reciprocal, then times -lr
         for d in range(dim):
-            weight[r, d] = weight[r, d] + grad[u, d] * scale
-    return n
+            weight[r, d] = weight[r, d] + row_grad[d] * scale

@@ -6,7 +6,7 @@ each repeated ID. With Zipf-distributed IDs only ~12,000 of them are distinct. :
 those sums directly from the ``(B, D)`` gradient of the bags, so the sparse gradient is ~7x smaller and the
 optimiser has no duplicates left to merge. The values are the same as autograd's for
 ``embedding_bag(ids, weight, offsets, "sum", per_sample_weights=weights) / denominators``, summed per ID in the
-order the lookups appear.
+order the lookups appear; the rows are sorted by ID, so the gradient is a coalesced sparse tensor.
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ class _EmbeddingBagRows(torch.autograd.Function):
         ids, offsets, weights, denominators = ctx.saved_tensors
         kernels, nnz = load_numba_rows(), ids.numel()
         keys, slots = ctx.table.at_least(nnz)
-        rows, slot_of = torch.empty(nnz, dtype=torch.int64), torch.empty(nnz, dtype=torch.int64)
+        rows, slot_of = np.empty(nnz, np.int64), np.empty(nnz, np.int64)
         padding = -1 if ctx.padding_idx is None else ctx.padding_idx
-        n = kernels.bag_gradient_slots(ids.numpy(), padding, rows.numpy(), slot_of.numpy(), keys, slots)
+        n = kernels.bag_gradient_slots(ids.numpy(), padding, rows, slot_of, keys, slots)
+        distinct = rows[:n]
+        kernels.sort_slots(distinct, np.argsort(distinct), slot_of)
         bag_grad = bag_grad.contiguous()
         grad = bag_grad.new_zeros((n, bag_grad.shape[1]))
         no_weights = np.empty(0, grad.numpy().dtype)
@@ -68,10 +70,13 @@ class _EmbeddingBagRows(torch.autograd.Function):
             no_weights if weights is None else weights.to(grad.dtype).numpy(),
             denominators.to(grad.dtype).numpy(),
             bag_grad.numpy(),
-            slot_of.numpy(),
+            slot_of,
             grad.numpy(),
         )
-        sparse = torch.sparse_coo_tensor(rows[:n].unsqueeze(0), grad, ctx.weight_shape, check_invariants=False)
+        # Distinct, sorted rows: a coalesced tensor (autograd drops the flag when it stores the gradient, so the
+        # optimisers check the order themselves).
+        indices = torch.from_numpy(distinct).unsqueeze(0)
+        sparse = torch.sparse_coo_tensor(indices, grad, ctx.weight_shape, check_invariants=False, is_coalesced=True)
         return sparse, None, None, None, None, None, None
 
 

@@ -12,7 +12,7 @@ from jointembed.optim.sparse_rows import (
     RowWorkspace,
     check_backend,
     check_rows,
-    coalesce_rows,
+    distinct_rows,
     kernels_for,
     sparse_parts,
 )
@@ -97,7 +97,7 @@ class LazyAdam(torch.optim.Optimizer):
             return
         kernels = kernels_for(self.backend, param, grad)
         if kernels is None:
-            _lazy_adam_rows(param, *coalesce_rows(indices, values), state, group)
+            _lazy_adam_rows(param, *distinct_rows(indices, values), state, group)
             return
         beta1, beta2 = group["betas"]
         scratch = self._workspace.get(indices.numel(), values.shape[1], values.numpy().dtype)

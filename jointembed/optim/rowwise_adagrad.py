@@ -12,7 +12,7 @@ from jointembed.optim.sparse_rows import (
     RowWorkspace,
     check_backend,
     check_rows,
-    coalesce_rows,
+    distinct_rows,
     kernels_for,
     sparse_parts,
 )
@@ -108,7 +108,7 @@ class RowWiseAdagrad(torch.optim.Optimizer):
             return
         kernels = kernels_for(self.backend, param, grad)
         if kernels is None:
-            _rowwise_rows(param, *coalesce_rows(indices, values), state["sum"], group)
+            _rowwise_rows(param, *distinct_rows(indices, values), state["sum"], group)
             return
         scratch = self._workspace.get(indices.numel(), values.shape[1], values.numpy().dtype)
         distinct = kernels.rowwise_adagrad_rows(

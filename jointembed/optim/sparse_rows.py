@@ -10,7 +10,8 @@ rows. Two paths do it with the same arithmetic:
   updates and scatters the rows with tensor operations; any device and dtype.
 
 ``auto`` takes the numba kernel where it applies (numba installed; a CPU, contiguous float32/float64 table) and
-the torch path elsewhere.
+the torch path elsewhere. A gradient whose indices are strictly increasing (coalesced, as
+:class:`~jointembed.nn.SparseEmbedding`'s numba backward gives) skips the merge on both paths.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "check_backend",
     "check_rows",
     "coalesce_rows",
+    "distinct_rows",
     "kernels_for",
     "sparse_parts",
 ]
@@ -106,6 +108,15 @@ def check_rows(distinct: int, param: torch.Tensor) -> None:
             f"the sparse gradient indexes rows outside [0, {param.shape[0]}) of a parameter of shape "
             f"{tuple(param.shape)}; no row was updated"
         )
+
+
+def distinct_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch path's distinct rows and their summed gradients: ``indices`` and ``values`` themselves when the
+    indices are strictly increasing (already coalesced; autograd does not keep a sparse gradient's
+    ``is_coalesced`` flag, so the order is checked), else :func:`coalesce_rows`."""
+    if bool((indices[1:] > indices[:-1]).all()):
+        return indices, values
+    return coalesce_rows(indices, values)
 
 
 def coalesce_rows(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

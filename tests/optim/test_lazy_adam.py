@@ -130,12 +130,13 @@ def test_numba_backend_names_what_it_cannot_update():
     assert param[1].abs().sum() > 0
 
 
-def test_numba_backend_refuses_rows_outside_the_table_and_updates_nothing():
+@pytest.mark.parametrize("rows", [[1, 5], [5, 1], [-1, 2]])  # increasing (no merge) or not
+def test_numba_backend_refuses_rows_outside_the_table_and_updates_nothing(rows):
     if not numba_available():
         pytest.skip("no numba")
     param = torch.nn.Parameter(torch.ones(3, 2))
-    # Built without invariant checks, as a faulty custom backward could: row 5 of a 3-row table.
-    param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 5]]), torch.ones(2, 2), (3, 2), check_invariants=False)
+    # Built without invariant checks, as a faulty custom backward could: row 5 (or -1) of a 3-row table.
+    param.grad = torch.sparse_coo_tensor(torch.tensor([rows]), torch.ones(2, 2), (3, 2), check_invariants=False)
     optimizer = LazyAdam([param], backend="numba")
     with pytest.raises(IndexError, match=r"outside \[0, 3\)"):
         optimizer.step()

@@ -105,3 +105,15 @@ def test_settings_are_checked_and_state_round_trips():
     restored = RowWiseAdagrad([torch.nn.Parameter(_start())], lr=0.1)
     restored.load_state_dict(state)
     torch.testing.assert_close(restored.state_dict()["state"][0]["sum"], state["state"][0]["sum"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_coalesced_gradient_is_used_as_it_is_and_left_unchanged(backend):
+    param = torch.nn.Parameter(_start())
+    rows = torch.tensor([[0, 3, 29]])
+    values = torch.randn(3, DIM, generator=torch.Generator().manual_seed(2))
+    param.grad = torch.sparse_coo_tensor(rows, values.clone(), (NUM_ROWS, DIM), check_invariants=True)
+    RowWiseAdagrad([param], lr=0.1, weight_decay=0.1, backend=backend).step()
+    torch.testing.assert_close(param.grad._values(), values, rtol=0, atol=0)  # weight decay not written into it
+    expected, _ = reference_rowwise_adagrad(_start(), [param.grad], 0.1, 1e-10, 0.1)
+    torch.testing.assert_close(param.detach().double(), expected, rtol=0, atol=1e-6)
