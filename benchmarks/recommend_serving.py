@@ -9,9 +9,11 @@ Candidates, each answering the top ``k`` = 10 unwatched movies by the model's sc
 
 - ``row_top_k``: the previous exact path, whole rows of scores a few users at a time
   (:func:`~jointembed.metrics.ranking.chunked_top_k`; 16 users per block at a million movies);
-- ``blocked_top_k``: ``Recommender.top_k`` now (:func:`~jointembed.search.backends.exact_top_k` with the bias and
-  the watched movies): users × movies blocks that stay in cache, each reduced to a top k only for the users it
-  can improve;
+- ``blocked_top_k``: :func:`~jointembed.search.backends.exact_top_k` (with the bias and the watched movies) by
+  users × movies blocks that stay in cache, each reduced to a top k only for the users it can improve;
+- ``top_k``: ``Recommender.top_k`` now: up to ``SCAN_QUERIES`` (16) users in one numba pass over the movies that
+  scores each row as it streams by and keeps each user's best k (:mod:`jointembed.kernels.numba_top_k`), more
+  users by blocks as ``blocked_top_k``;
 - ``flat`` and ``hnsw`` (FAISS, ``M`` = 32, efSearch ``--ef-search``): ``PretrainedRecommender.catalogue_index
   ("recommend", backend)`` searched by :func:`~jointembed.search.catalogue.search_items`, exactly what
   ``recommend(..., index=)`` runs after the user vectors (the bias as an extra dimension, ``k`` + 20 fetched and
@@ -20,7 +22,8 @@ Candidates, each answering the top ``k`` = 10 unwatched movies by the model's sc
 Figures per candidate and width: milliseconds per single user (``--single-users`` users one by one), users per
 second in one batch of ``--batch-users``, best of ``--rounds`` with every candidate once per round (interleaved, so
 a change in machine load hits all alike), one thread; ``recall_at_10`` against ``blocked_top_k`` (whose ids are
-checked equal to ``row_top_k``'s: ``same_ids_as_row_top_k``); the index build time. One JSON line per candidate
+checked equal to ``row_top_k``'s and, one user at a time, to ``top_k``'s: ``same_ids_as_blocked_top_k``,
+``single_same_ids_as_blocked_top_k``); the index build time. One JSON line per candidate
 and width, with the load average at the start and end.
 
     python benchmarks/recommend_serving.py [--items 1000000] [--dims 32,64] [--backends flat,hnsw]
@@ -45,6 +48,7 @@ import torch
 from jointembed.metrics.ranking import budget_rows, chunked_top_k
 from jointembed.models.pretrained_recommender import PretrainedRecommender
 from jointembed.models.recommender import Recommender
+from jointembed.search import backends
 from jointembed.search.catalogue import search_items
 from jointembed.sparse import SparseBatch
 
@@ -86,13 +90,23 @@ def _bags(seen: torch.Tensor, rows: np.ndarray) -> SparseBatch:
     return SparseBatch.from_tensors(seen[rows].reshape(-1), lengths=torch.full((len(rows),), WATCHED))
 
 
+def _blocked(model: Recommender, users: torch.Tensor, seen: SparseBatch) -> torch.Tensor:
+    """``Recommender.top_k`` with blocks of matrix products for any number of users (no numba scan)."""
+    scan_queries, backends.SCAN_QUERIES = backends.SCAN_QUERIES, 0
+    try:
+        return model.top_k(users, K, seen)[0]
+    finally:
+        backends.SCAN_QUERIES = scan_queries
+
+
 def _candidates(
     model: Recommender, users: torch.Tensor, seen: torch.Tensor, args: argparse.Namespace
 ) -> dict[str, dict[str, Any]]:
     """Each candidate as ``batch(rows)`` answering the users at ``rows`` (ids ``(n, K)``), with its build time."""
     out: dict[str, dict[str, Any]] = {
         "row_top_k": {"batch": lambda rows: _row_top_k(model, users[rows], _bags(seen, rows))[0]},
-        "blocked_top_k": {"batch": lambda rows: model.top_k(users[rows], K, _bags(seen, rows))[0]},
+        "blocked_top_k": {"batch": lambda rows: _blocked(model, users[rows], _bags(seen, rows))},
+        "top_k": {"batch": lambda rows: model.top_k(users[rows], K, _bags(seen, rows))[0]},
     }
     recommender = PretrainedRecommender(model)
     queries = torch.cat([users, torch.ones(len(users), 1)], dim=1).numpy()
@@ -147,6 +161,7 @@ def _run_width(dim: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     with torch.no_grad():
         truth = candidates["blocked_top_k"]["batch"](all_rows)
         found = {name: c["batch"](all_rows) for name, c in candidates.items()}
+        one_by_one = torch.cat([candidates["top_k"]["batch"](singles[i : i + 1]) for i in range(len(singles))])
     _best_times(candidates, singles, all_rows, args.rounds)
     base = candidates["row_top_k"]
     lines = []
@@ -160,6 +175,7 @@ def _run_width(dim: int, args: argparse.Namespace) -> list[dict[str, Any]]:
         line.update(recall_at_10=round(_recall(found[name], truth), 4), build_s=c.get("build_s"))
         lines.append(line)
     lines[0]["same_ids_as_blocked_top_k"] = bool(torch.equal(found["row_top_k"], truth))
+    lines[2]["single_same_ids_as_blocked_top_k"] = bool(torch.equal(one_by_one, truth[singles]))
     if "flat" in candidates:
         flat = candidates["flat"]
         for line, c in zip(lines, candidates.values(), strict=True):

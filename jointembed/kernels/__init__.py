@@ -3,6 +3,8 @@
 :mod:`jointembed.kernels.numba_rows` merges the rows of a step's repeated IDs and updates optimiser state and
 weights in one pass over the distinct rows; :mod:`jointembed.optim` and :class:`~jointembed.nn.SparseEmbedding`
 use it on CPU where numba is installed and fall back to tensor operations elsewhere, with the same results.
+:mod:`jointembed.kernels.numba_top_k` finds the exact top k of a few queries in one pass over a table
+(:func:`~jointembed.search.backends.exact_top_k`).
 Importing numba takes ~0.3 s and each kernel compiles on its first call (then it is cached on disk), so nothing
 here imports numba until a kernel is needed. ``JOINTEMBED_NUMBA=0`` in the environment turns the kernels off
 (the torch paths run instead), e.g. to compare the two or to rule the kernels out.
@@ -17,7 +19,7 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["HashTable", "load_numba_rows", "numba_available"]
+__all__ = ["HashTable", "load_numba_rows", "load_numba_top_k", "numba_available"]
 
 
 @functools.cache
@@ -33,6 +35,14 @@ def load_numba_rows() -> ModuleType:
     from jointembed.kernels import numba_rows
 
     return numba_rows
+
+
+@functools.cache
+def load_numba_top_k() -> ModuleType:
+    """The compiled exact top-k scan (imports numba; call only if :func:`numba_available`)."""
+    from jointembed.kernels import numba_top_k
+
+    return numba_top_k
 
 
 class HashTable:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from jointembed.kernels import load_numba_top_k, numba_available
 from jointembed.sparse import SparseBatch
 
 __all__ = [
@@ -34,6 +35,9 @@ EXACT_BLOCK = 2**20
 EXACT_QUERIES = 128
 #: Most rows per block, whatever the number of queries: a single query's scores stay in cache too.
 EXACT_ROWS = 2**16
+#: Up to this many queries, exact search is one numba pass over the rows (scoring and keeping the top k as each
+#: row streams by) instead of blocks of matrix products.
+SCAN_QUERIES = 16
 
 
 class Backend(Protocol):
@@ -68,16 +72,17 @@ def exact_top_k(
     bias: torch.Tensor | None = None,
     seen: SparseBatch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k by inner product (plus an optional per-row bias), in blocks of queries × rows so the score
-    matrix never exists whole.
+    """Exact top-k by inner product (plus an optional per-row bias), without ever holding the whole score matrix.
 
-    Unlike :func:`jointembed.metrics.ranking.chunked_top_k`, which scores whole rows of the catalogue, this blocks
-    the database too: a ``(128, 8192)`` block (4 MB, one reused buffer; at most 65,536 rows for fewer queries)
-    stays in cache, and a query's running top k is updated from a block only when the block's best score beats
-    its k-th. 1,000 queries over 1,000,000 × 64 vectors run 4× as fast as FAISS's flat index
-    (``benchmarks/search.py``); a recommender's 1,000 users over a million movies 5-6× as fast as whole rows and
-    3-4× FAISS flat, one user 1.2-1.5× as fast as whole rows but still at about 1.8× FAISS flat's time, which
-    reads the table faster than MKL's matrix-vector product (``benchmarks/recommend_serving.py``).
+    Up to :data:`SCAN_QUERIES` queries (CPU, float32, numba installed): one pass over the rows scores each row
+    against every query as it streams from memory and keeps each query's best k in a heap
+    (:mod:`jointembed.kernels.numba_top_k`); one recommender user over 1,000,000 movies takes 5.2 ms at 32
+    dimensions and 9.3 ms at 64, 0.90-0.93× the speed of FAISS's flat index, against 6.9 / 15.7 ms by blocks
+    (``benchmarks/recommend_serving.py``, idle machine, one thread). More queries, or elsewhere: blocks of
+    queries × rows (a ``(128, 8192)`` block, 4 MB, one reused buffer; at most 65,536 rows for fewer queries)
+    that stay in cache, a query's running top k updated from a block only when the block's best score beats its
+    k-th: 1,000 users over a million movies at 3.4-4.2× FAISS flat's speed and 5-7× that of scoring whole rows
+    (:func:`jointembed.metrics.ranking.chunked_top_k`).
 
     Args:
         queries: ``(q, D)`` float32.
@@ -104,6 +109,71 @@ def exact_top_k(
     best_i = torch.full((q, k), -1, dtype=torch.long, device=device)
     if n == 0 or q == 0:
         return best_s, best_i
+    if q <= SCAN_QUERIES and _scans(queries, vectors):
+        best_s, best_i = _scan_top_k(queries, vectors, k, allowed, bias, seen)
+    else:
+        _blocked_top_k(queries, vectors, k, allowed, bias, seen, best_s, best_i)
+    best_i = best_i.masked_fill(best_s == float("-inf"), -1)
+    if rows is not None:
+        best_i = torch.where(best_i >= 0, rows[best_i.clamp_min(0)], best_i)
+    return best_s, best_i
+
+
+def _scans(queries: torch.Tensor, vectors: torch.Tensor) -> bool:
+    """Whether the numba scan applies: numba installed and both float32 on the CPU."""
+    return (
+        numba_available()
+        and queries.device.type == "cpu"
+        and vectors.device.type == "cpu"
+        and queries.dtype == torch.float32
+        and vectors.dtype == torch.float32
+    )
+
+
+def _scan_top_k(
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    k: int,
+    allowed: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    seen: SparseBatch | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`exact_top_k` for a few queries by :func:`jointembed.kernels.numba_top_k.scan_top_k`."""
+    q = queries.shape[0]
+    if seen is None:
+        offsets, excluded = np.zeros(q + 1, np.int64), np.empty(0, np.int64)
+    else:  # each query's seen rows, sorted
+        order = torch.argsort(seen.values, stable=True)
+        order = order[torch.argsort(seen.bag_ids()[order], stable=True)]
+        excluded = seen.values[order].numpy().astype(np.int64, copy=False)
+        offsets = np.append(seen.offsets.numpy(), seen.values.numel()).astype(np.int64)
+    scores, rows = np.empty((q, k), np.float32), np.empty((q, k), np.int64)
+    empty_f, empty_b = np.empty(0, np.float32), np.empty(0, np.bool_)
+    load_numba_top_k().scan_top_k(
+        queries.detach().contiguous().numpy(),
+        vectors.detach().contiguous().numpy(),
+        empty_f if bias is None else bias.detach().to(torch.float32).contiguous().numpy(),
+        empty_b if allowed is None else allowed.contiguous().numpy(),
+        offsets,
+        excluded,
+        scores,
+        rows,
+    )
+    return torch.from_numpy(scores), torch.from_numpy(rows)
+
+
+def _blocked_top_k(
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    k: int,
+    allowed: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    seen: SparseBatch | None,
+    best_s: torch.Tensor,
+    best_i: torch.Tensor,
+) -> None:
+    """:func:`exact_top_k` by blocks of matrix products, into ``best_s`` and ``best_i``."""
+    n, q, device = vectors.shape[0], queries.shape[0], queries.device
     q_block = min(q, EXACT_QUERIES)
     db_block = max(k, min(EXACT_ROWS, EXACT_BLOCK // q_block))
     buffer = torch.empty(q_block * min(n, db_block), dtype=queries.dtype, device=device)
@@ -113,10 +183,6 @@ def exact_top_k(
         best_s[qs : qs + len(qq)], best_i[qs : qs + len(qq)] = _block_top_k(
             qq, vectors, k, buffer, db_block, bias, allowed, excluded
         )
-    best_i = best_i.masked_fill(best_s == float("-inf"), -1)
-    if rows is not None:
-        best_i = torch.where(best_i >= 0, rows[best_i.clamp_min(0)], best_i)
-    return best_s, best_i
 
 
 def _seen_by_row(seen: SparseBatch, start: int, stop: int, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -57,6 +57,38 @@ def test_exact_top_k_equals_brute_force_across_block_edges(monkeypatch: pytest.M
     assert (ids[:, 3:] == -1).all() and torch.isinf(scores[:, 3:]).all()
 
 
+@pytest.mark.parametrize("case", range(12))
+def test_exact_top_k_scan_of_a_few_queries_equals_the_blocks(case: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to SCAN_QUERIES queries go through the numba scan: same rows as the matrix-product blocks, with a
+    bias, a filter, unsorted and repeated seen rows, a NaN row, and k beyond the rows that are left."""
+    import jointembed.search.backends as backends
+    from jointembed.kernels import numba_available
+    from jointembed.sparse import SparseBatch
+
+    if not numba_available():
+        pytest.skip("no numba")
+    gen = torch.Generator().manual_seed(case)
+    n, q, k = [300, 1000, 40][case % 3], [1, 3, 16][case % 3], [5, 30, 60][case % 3]
+    x, queries = torch.randn(n, 8, generator=gen), torch.randn(q, 8, generator=gen)
+    x[7] = float("nan")  # a diverged row is never returned
+    bias = torch.randn(n, generator=gen) if case % 2 else None
+    allowed = torch.rand(n, generator=gen) > 0.3 if case % 4 < 2 else None
+    seen = None
+    if case % 3 != 2:
+        seen = SparseBatch.from_lists([torch.randint(0, n, (25,), generator=gen).tolist() for _ in range(q)])
+    answers = []
+    for scan_queries in (backends.SCAN_QUERIES, 0):
+        monkeypatch.setattr(backends, "SCAN_QUERIES", scan_queries)
+        answers.append(exact_top_k(queries, x, k, allowed, bias=bias, seen=seen))
+    (scan_s, scan_i), (block_s, block_i) = answers
+    assert torch.equal(scan_i, block_i)
+    torch.testing.assert_close(scan_s, block_s)
+    assert not (scan_i == 7).any()
+    if seen is not None:
+        for row, bag in zip(scan_i.tolist(), seen.tolist(), strict=True):
+            assert not set(row) & set(bag)
+
+
 def test_search_returns_keys_scores_modalities_and_metadata() -> None:
     index, x = _filled()
     hits = index.search(x[5], k=3)
