@@ -111,9 +111,7 @@ class PretrainedTwoTower:
                 raise ValueError(f"keys[{i}] = {key!r} is already in the catalogue")
             if not str(text).strip():
                 raise ValueError(f"texts[{i}] (movie {key!r}) is empty: a cold movie is placed by its content alone")
-        with torch.no_grad():
-            content = self.model.content_vectors(list(texts))
-            bias = self.model.content_bias(content).squeeze(1)
+        content, bias = self.model.content_items(list(texts))
         self.vectors = torch.cat([self.vectors, content])
         self.biases = torch.cat([self.biases, bias])
         for key in keys:

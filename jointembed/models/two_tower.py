@@ -244,6 +244,25 @@ class TwoTowerRecommender(nn.Module):
         inverse = order.argsort()  # back to item ID order
         return torch.cat(vectors)[inverse], torch.cat(biases)[inverse]
 
+    @torch.no_grad()
+    def content_items(self, texts: Sequence[str], batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n, D)`` vectors and ``(n,)`` biases of movies placed by their content alone (new movies, without an
+        ID), in evaluation mode: batches run longest text first (:meth:`_length_order`), rows come back in the
+        order given. The same as :meth:`items` for a cold movie with that text."""
+        was_training = self.training
+        self.eval()
+        order = self._length_order(texts)
+        try:
+            vectors, biases = [], []
+            for start in range(0, len(texts), batch_size):
+                content = self.content_vectors([texts[i] for i in order[start : start + batch_size]])
+                vectors.append(content)
+                biases.append(self.content_bias(content).squeeze(1))
+        finally:
+            self.train(was_training)
+        inverse = torch.as_tensor(order).argsort()
+        return torch.cat(vectors)[inverse.to(vectors[0].device)], torch.cat(biases)[inverse.to(vectors[0].device)]
+
     # ----- saving -------------------------------------------------------------------------------------------
 
     def get_config(self) -> dict[str, Any]:

@@ -89,6 +89,11 @@ def test_new_movies_come_from_content_alone(trained) -> None:
     assert served.item_id("A New Movie") == 300 and not bool(served.warm[300])
     cold = int(data.cold.cold_items[0])
     assert torch.allclose(served.vectors[300], served.vectors[cold], atol=1e-5)  # same content, same place
+    # Several at once (embedded longest first) land where each alone does, in the order given.
+    texts = [data.item_texts[int(i)] for i in data.cold.cold_items[:5]][::-1] + ["a short one"]
+    served.add_items([f"batch-{i}" for i in range(6)], texts)
+    alone = torch.cat([served.model.content_items([t])[0] for t in texts])
+    torch.testing.assert_close(served.vectors[301:307], alone, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="is empty: a cold movie is placed by its content alone"):
         served.add_items(["new-2"], ["  "])
     with pytest.raises(ValueError, match="already in the catalogue"):
