@@ -327,14 +327,16 @@ def _resolve_bases(argv: Sequence[str], folder: Path) -> list[str]:
 
 def run(argv: Sequence[str]) -> int:
     """Run one training subcommand; ``argv`` starts with the subcommand (``["fit", "--config", "x.yaml"]``)."""
-    if list(argv[1:]) not in (["--help"], ["-h"]):  # a bare --help names no class: no need to import them all
-        _import_package_components()
     _quiet_lightning()
-    build_cli(argv, from_console=list(argv) == sys.argv[1:])
+    # a bare --help names no class: no need to import them all
+    bare_help = list(argv[1:]) in (["--help"], ["-h"])
+    build_cli(argv, from_console=list(argv) == sys.argv[1:], import_components=not bare_help)
     return 0
 
 
-def build_cli(args: Sequence[str], run: bool = True, from_console: bool = False) -> JointEmbedCLI:
+def build_cli(
+    args: Sequence[str], run: bool = True, from_console: bool = False, import_components: bool = True
+) -> JointEmbedCLI:
     """The Lightning CLI as ``jointembed`` builds it, recipes with a ``base`` merged first; with ``run`` ``args``
     start with the subcommand and it runs before returning, else they are only the options (nothing runs).
 
@@ -343,7 +345,11 @@ def build_cli(args: Sequence[str], run: bool = True, from_console: bool = False)
         run: Run the subcommand.
         from_console: ``args`` are the process's own ``sys.argv[1:]`` (LightningCLI then reads ``sys.argv``
             itself: passing ``args`` too makes it warn).
+        import_components: Import the package's tasks and data modules first, so a recipe may name them by
+            class name alone (skip it only where no class is named, e.g. for a bare ``--help``).
     """
+    if import_components:
+        _import_package_components()
     with tempfile.TemporaryDirectory(prefix="jointembed-recipe-") as folder:
         resolved = _resolve_bases(list(args), Path(folder))
         saved_argv = sys.argv

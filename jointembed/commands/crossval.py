@@ -131,7 +131,6 @@ def _cli(argv: Sequence[str], run: bool) -> Any:
     ``jointembed fit`` builds it; with ``run`` it fits (then tests) before returning."""
     from jointembed import lightning_cli
 
-    lightning_cli._import_package_components()
     return lightning_cli.build_cli((["fit"] if run else []) + list(argv), run=run)
 
 
