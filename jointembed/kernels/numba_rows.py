@@ -110,6 +110,16 @@ def _merge_rows(indices, values, rows, grad, keys, slots, num_rows):
 
 
 @numba.njit(**_JIT)
+def _distinct_rows(indices, values, rows, grad, keys, slots, num_rows):
+    """``(n, rows, grad)``: a gradient's ``n`` distinct rows and their summed values. Strictly increasing
+    ``indices`` (a coalesced gradient) are returned as they are, with ``values``; others are merged into the
+    scratch ``rows`` and ``grad``. ``n`` is -1 (nothing done) for an index outside ``[0, num_rows)``."""
+    if _increasing(indices):
+        return (indices.shape[0] if _in_range(indices, num_rows) else -1), indices, values
+    return _merge_rows(indices, values, rows, grad, keys, slots, num_rows), rows, grad
+
+
+@numba.njit(**_JIT)
 def bag_gradient_slots(ids, padding_idx, rows, slot_of, keys, slots):
     """First pass of an embedding bag's gradient: give each lookup the slot of its ID.
 
@@ -209,13 +219,7 @@ def lazy_adam_rows(
         lr, beta1, beta2, eps, wd: the group's settings (``wd``: decoupled weight decay).
         step: this parameter's step count, for the bias corrections.
     """
-    if _increasing(indices):
-        if not _in_range(indices, weight.shape[0]):
-            return -1
-        rows, grad = indices, values
-        n = indices.shape[0]
-    else:
-        n = _merge_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
+    n, rows, grad = _distinct_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
     if n > 0:
         _lazy_adam_update(weight, exp_avg, exp_avg_sq, rows, grad, n, lr, beta1, beta2, eps, wd, step)
     return n
@@ -270,13 +274,7 @@ def rowwise_adagrad_rows(weight, state_sum, indices, values, rows, grad, keys, s
         indices, values, rows, grad, keys, slots: as in :func:`lazy_adam_rows`.
         lr, eps, wd: the group's settings (``wd``: L2 penalty added to the gradient).
     """
-    if _increasing(indices):
-        if not _in_range(indices, weight.shape[0]):
-            return -1
-        rows, grad = indices, values
-        n = indices.shape[0]
-    else:
-        n = _merge_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
+    n, rows, grad = _distinct_rows(indices, values, rows, grad, keys, slots, weight.shape[0])
     if n > 0:
         _rowwise_adagrad_update(weight, state_sum, rows, grad, n, lr, eps, wd)
     return n
