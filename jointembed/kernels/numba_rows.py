@@ -10,12 +10,12 @@ The kernels take NumPy views of torch tensors (no copies) and work in place:
   a gradient whose indices are already strictly increasing (coalesced, as the embedding bag's above after
   :func:`sort_slots`) skips the first pass and the scratch buffer.
 
-Distinct IDs get their slot from a hash table of at least twice the step's lookups (no sort and no table-sized
-index); the caller keeps the table between steps, and each kernel leaves it empty. Rows are summed in the order
-they appear, as the torch fallback does, and the arithmetic follows it operation by operation in the table's
-dtype, so both paths agree to rounding. The per-row loops vectorise (AVX/AVX-512) because
-``error_model="numpy"`` lets a division by zero give inf as in torch (Python's model puts a branch in every
-division).
+Distinct IDs get their slot from a hash table of at least twice the step's lookups (no sort of the lookups and no
+table-sized index; only the distinct IDs of a bag gradient are sorted, by NumPy); the caller keeps the table
+between steps, and each kernel leaves it empty. Rows are summed in the order they appear, as the torch fallback
+does, and the arithmetic follows it operation by operation in the table's dtype, so both paths agree to
+rounding. The per-row loops vectorise (AVX/AVX-512) because ``error_model="numpy"`` lets a division by zero
+give inf as in torch (Python's model puts a branch in every division).
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def _increasing(indices):
 
 
 @numba.njit(**_JIT)
-def _in_range(increasing, num_rows):
+def _in_range(indices, num_rows):
     """Whether strictly increasing ``indices`` all lie in ``[0, num_rows)`` (only the ends need checking)."""
-    return increasing.shape[0] == 0 or (increasing[0] >= 0 and increasing[-1] < num_rows)
+    return indices.shape[0] == 0 or (indices[0] >= 0 and indices[-1] < num_rows)
 
 
 @numba.njit(**_JIT)
