@@ -44,7 +44,7 @@ def _sift_down(scores, rows, size):
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def scan_top_k(queries, vectors, bias, allowed, seen_offsets, seen_rows, out_scores, out_rows):
+def scan_top_k(queries, vectors, bias, allowed, seen_queries, seen_rows, out_scores, out_rows):
     """The best ``k`` rows of each query by ``queries[j] · vectors[r] + bias[r]``, in one pass over the rows.
 
     Args:
@@ -52,8 +52,8 @@ def scan_top_k(queries, vectors, bias, allowed, seen_offsets, seen_rows, out_sco
         vectors: ``(n, D)`` float32, C-contiguous.
         bias: ``(n,)`` float32 added to every query's score of a row, or an empty array for none.
         allowed: ``(n,)`` bool, rows that may be returned, or an empty array for all.
-        seen_offsets: ``(q + 1,)`` int64 start of each query's excluded rows in ``seen_rows`` (and the end).
-        seen_rows: int64 rows never to return for each query, sorted within each query's part.
+        seen_queries, seen_rows: ``(m,)`` int64 excluded ``(query, row)`` pairs (rows a query must never get),
+            sorted by row.
         out_scores: ``(q, k)`` float32, filled with the best scores, best first; ``-inf`` pads.
         out_rows: ``(q, k)`` int64, filled with their rows; ``-1`` pads.
 
@@ -66,7 +66,8 @@ def scan_top_k(queries, vectors, bias, allowed, seen_offsets, seen_rows, out_sco
     inf = np.float32(np.inf)
     out_scores[:] = -inf
     out_rows[:] = -1
-    cursor = seen_offsets[:q].copy()  # each query's next excluded row not yet passed
+    cursor = 0  # the first excluded pair whose row is not yet passed
+    m = seen_rows.shape[0]
     has_bias, has_allowed = bias.shape[0] > 0, allowed.shape[0] > 0
     for r in range(n):
         if has_allowed and not allowed[r]:
@@ -77,11 +78,14 @@ def scan_top_k(queries, vectors, bias, allowed, seen_offsets, seen_rows, out_sco
             s = _dot(queries[j], row) + offset
             if not (s > out_scores[j, 0] and s < inf):  # not better than the k-th, or NaN/inf
                 continue
-            c, end = cursor[j], seen_offsets[j + 1]
-            while c < end and seen_rows[c] < r:
+            while cursor < m and seen_rows[cursor] < r:
+                cursor += 1
+            excluded = False
+            c = cursor
+            while c < m and seen_rows[c] == r:
+                excluded = excluded or seen_queries[c] == j
                 c += 1
-            cursor[j] = c
-            if c < end and seen_rows[c] == r:
+            if excluded:
                 continue
             out_scores[j, 0] = s
             out_rows[j, 0] = r

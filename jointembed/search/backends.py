@@ -105,14 +105,10 @@ def exact_top_k(
     q, device = queries.shape[0], queries.device
     if seen is not None and len(seen) != q:
         raise ValueError(f"seen has {len(seen)} bags but there are {q} queries")
-    best_s = torch.full((q, k), float("-inf"), device=device)
-    best_i = torch.full((q, k), -1, dtype=torch.long, device=device)
     if n == 0 or q == 0:
-        return best_s, best_i
-    if q <= SCAN_QUERIES and _scans(queries, vectors):
-        best_s, best_i = _scan_top_k(queries, vectors, k, allowed, bias, seen)
-    else:
-        _blocked_top_k(queries, vectors, k, allowed, bias, seen, best_s, best_i)
+        return _no_hits(q, k, device)
+    top_k = _scan_top_k if q <= SCAN_QUERIES and _scans(queries, vectors) else _blocked_top_k
+    best_s, best_i = top_k(queries, vectors, k, allowed, bias, seen)
     best_i = best_i.masked_fill(best_s == float("-inf"), -1)
     if rows is not None:
         best_i = torch.where(best_i >= 0, rows[best_i.clamp_min(0)], best_i)
@@ -140,13 +136,7 @@ def _scan_top_k(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`exact_top_k` for a few queries by :func:`jointembed.kernels.numba_top_k.scan_top_k`."""
     q = queries.shape[0]
-    if seen is None:
-        offsets, excluded = np.zeros(q + 1, np.int64), np.empty(0, np.int64)
-    else:  # each query's seen rows, sorted
-        order = torch.argsort(seen.values, stable=True)
-        order = order[torch.argsort(seen.bag_ids()[order], stable=True)]
-        excluded = seen.values[order].numpy().astype(np.int64, copy=False)
-        offsets = np.append(seen.offsets.numpy(), seen.values.numel()).astype(np.int64)
+    pairs = (torch.empty(0, dtype=torch.long),) * 2 if seen is None else _seen_by_row(seen, 0, q, queries.device)
     scores, rows = np.empty((q, k), np.float32), np.empty((q, k), np.int64)
     empty_f, empty_b = np.empty(0, np.float32), np.empty(0, np.bool_)
     load_numba_top_k().scan_top_k(
@@ -154,8 +144,7 @@ def _scan_top_k(
         vectors.detach().contiguous().numpy(),
         empty_f if bias is None else bias.detach().to(torch.float32).contiguous().numpy(),
         empty_b if allowed is None else allowed.contiguous().numpy(),
-        offsets,
-        excluded,
+        *(p.to(torch.long).contiguous().numpy() for p in pairs),
         scores,
         rows,
     )
@@ -169,11 +158,10 @@ def _blocked_top_k(
     allowed: torch.Tensor | None,
     bias: torch.Tensor | None,
     seen: SparseBatch | None,
-    best_s: torch.Tensor,
-    best_i: torch.Tensor,
-) -> None:
-    """:func:`exact_top_k` by blocks of matrix products, into ``best_s`` and ``best_i``."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`exact_top_k` by blocks of matrix products."""
     n, q, device = vectors.shape[0], queries.shape[0], queries.device
+    best_s, best_i = _no_hits(q, k, device)
     q_block = min(q, EXACT_QUERIES)
     db_block = max(k, min(EXACT_ROWS, EXACT_BLOCK // q_block))
     buffer = torch.empty(q_block * min(n, db_block), dtype=queries.dtype, device=device)
@@ -183,6 +171,12 @@ def _blocked_top_k(
         best_s[qs : qs + len(qq)], best_i[qs : qs + len(qq)] = _block_top_k(
             qq, vectors, k, buffer, db_block, bias, allowed, excluded
         )
+    return best_s, best_i
+
+
+def _no_hits(q: int, k: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q, k)`` scores of ``-inf`` and positions of ``-1``: the padding of every answer."""
+    return torch.full((q, k), float("-inf"), device=device), torch.full((q, k), -1, dtype=torch.long, device=device)
 
 
 def _seen_by_row(seen: SparseBatch, start: int, stop: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -209,8 +203,7 @@ def _block_top_k(
     a maximum) is taken only for the queries whose best score in the block beats their current k-th, which
     after the first blocks is a small share of them.
     """
-    best_s = torch.full((len(queries), k), float("-inf"), device=queries.device)
-    best_i = torch.full((len(queries), k), -1, dtype=torch.long, device=queries.device)
+    best_s, best_i = _no_hits(len(queries), k, queries.device)
     for start in range(0, len(vectors), db_block):
         part = vectors[start : start + db_block]
         block = buffer[: len(queries) * len(part)].view(len(queries), len(part))
