@@ -15,7 +15,7 @@ cold movies together.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,41 +227,43 @@ class TwoTowerRecommender(nn.Module):
         n = self.require_num_items()
         if len(texts) != n or warm.shape != (n,):
             raise ValueError(f"need {n} texts and a ({n},) warm mask, got {len(texts)} and {tuple(warm.shape)}")
-        was_training = self.training
-        self.eval()
         device = self.item_ids.weight.device
         cached = self._feature_cache is not None  # then the content comes from the cache, at no padding cost
-        order = torch.as_tensor(list(range(n)) if cached else self._length_order(texts), device=device)
-        try:
-            vectors, biases = [], []
-            for start in range(0, n, batch_size):
-                ids = order[start : start + batch_size]
-                v, b = self.items(ids, [texts[i] for i in ids.tolist()], warm[ids.cpu()].to(device))
-                vectors.append(v)
-                biases.append(b)
-        finally:
-            self.train(was_training)
-        inverse = order.argsort()  # back to item ID order
-        return torch.cat(vectors)[inverse], torch.cat(biases)[inverse]
+
+        def part(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.items(ids, [texts[i] for i in ids.tolist()], warm[ids.cpu()].to(device))
+
+        return self._in_batches(part, list(range(n)) if cached else self._length_order(texts), batch_size)
 
     @torch.no_grad()
     def content_items(self, texts: Sequence[str], batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
         """``(n, D)`` vectors and ``(n,)`` biases of movies placed by their content alone (new movies, without an
         ID), in evaluation mode: batches run longest text first (:meth:`_length_order`), rows come back in the
         order given. The same as :meth:`items` for a cold movie with that text."""
+
+        def part(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            content = self.content_vectors([texts[i] for i in ids.tolist()])
+            return content, self.content_bias(content).squeeze(1)
+
+        return self._in_batches(part, self._length_order(texts), batch_size)
+
+    def _in_batches(
+        self,
+        part: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        order: Sequence[int],
+        batch_size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``part`` (positions → vectors and biases) over batches of positions taken in ``order``, in evaluation
+        mode; the rows come back by position."""
         was_training = self.training
         self.eval()
-        order = self._length_order(texts)
+        positions = torch.as_tensor(order, dtype=torch.long, device=self.item_ids.weight.device)
         try:
-            vectors, biases = [], []
-            for start in range(0, len(texts), batch_size):
-                content = self.content_vectors([texts[i] for i in order[start : start + batch_size]])
-                vectors.append(content)
-                biases.append(self.content_bias(content).squeeze(1))
+            parts = [part(positions[start : start + batch_size]) for start in range(0, len(positions), batch_size)]
         finally:
             self.train(was_training)
-        inverse = torch.as_tensor(order).argsort()
-        return torch.cat(vectors)[inverse.to(vectors[0].device)], torch.cat(biases)[inverse.to(vectors[0].device)]
+        inverse = positions.argsort()  # back to the positions' order
+        return torch.cat([v for v, _ in parts])[inverse], torch.cat([b for _, b in parts])[inverse]
 
     # ----- saving -------------------------------------------------------------------------------------------
 
