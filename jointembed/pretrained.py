@@ -13,16 +13,22 @@ saved the same way (sentence-transformers' layout, safetensors weights):
 is interrupted leaves the previous folder whole. :func:`read_config` and :func:`load_weights` raise
 :class:`~jointembed.errors.CheckpointError` naming the file and the field or key. Loading never unpickles:
 safetensors and JSON only (a Lightning ``.ckpt`` is read with ``torch.load(weights_only=True)``).
+
+Every loader builds its model inside :func:`open_folder` (or :func:`open_checkpoint`), so the rules of
+:mod:`jointembed.trust` hold while the parts are built: nothing the folder names is imported or fetched, and no
+file outside it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
+import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -33,6 +39,7 @@ from torch import nn
 
 from jointembed.errors import CheckpointError
 from jointembed.io import atomic_write_folder
+from jointembed.trust import check_hyperparameters, loading
 
 __all__ = [
     "CONFIG_NAME",
@@ -46,6 +53,8 @@ __all__ = [
     "state_for_saving",
     "resolve_folder",
     "read_lightning_checkpoint",
+    "open_folder",
+    "open_checkpoint",
     "model_card",
     "model_fingerprint",
 ]
@@ -156,6 +165,46 @@ def read_config(folder: str | os.PathLike, expected_format: str, supported_versi
     return config
 
 
+@contextlib.contextmanager
+def open_folder(
+    name_or_path: str | os.PathLike,
+    expected_format: str,
+    supported_versions: tuple[int, ...],
+    cache_dir: str | None = None,
+) -> Iterator[tuple[Path, dict]]:
+    """Open a pretrained folder to build its model: yields ``(folder, config)`` with the rules of
+    :mod:`jointembed.trust` in force until the block ends (build the model and load its weights inside it).
+
+    Args:
+        name_or_path: The folder, or a hub repo id (fetched only because the caller named it, see
+            :func:`resolve_folder`).
+        expected_format: The ``format`` the config must have.
+        supported_versions: The ``version`` values this reader accepts.
+        cache_dir: Hugging Face cache folder for a hub repo id.
+
+    Raises:
+        CheckpointError: As :func:`read_config`, or a link inside the folder leads outside it.
+    """
+    folder = resolve_folder(name_or_path, cache_dir)
+    with loading(folder / CONFIG_NAME, folder):  # links are checked before any file is read
+        yield folder, read_config(folder, expected_format, supported_versions)
+
+
+@contextlib.contextmanager
+def open_checkpoint(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Open a Lightning ``.ckpt`` to build a model from it: yields the checkpoint (read weights-only, its
+    hyper-parameters checked) with the rules of :mod:`jointembed.trust` in force: a model config inside a
+    checkpoint may name no file, package or hub repo.
+
+    Raises:
+        CheckpointError: As :func:`read_lightning_checkpoint`, or the hyper-parameters name a class outside
+            this package or a package.
+    """
+    checkpoint = read_lightning_checkpoint(path)
+    with loading(path, None):
+        yield checkpoint
+
+
 def load_weights(
     module: nn.Module,
     path: str | os.PathLike,
@@ -251,10 +300,24 @@ def read_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise CheckpointError(f"{path}: cannot read the checkpoint safely (weights_only=True): {error}") from error
+        reason = _load_failure(error)
+        raise CheckpointError(f"{path}: cannot read the checkpoint safely (weights_only=True): {reason}") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    check_hyperparameters(checkpoint.get("hyper_parameters"), path)
     return checkpoint
+
+
+def _load_failure(error: BaseException) -> str:
+    """One line saying why ``torch.load`` failed: for a weights-only refusal the object it refused (its message
+    spans a page of advice to unpickle anyway, which is exactly what must not be done with a stranger's file)."""
+    text = str(error)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)|Unsupported operand \d+|WeightsUnpickler error: [^\n]*", text)
+    if match and match.group(1):
+        return f"it holds a pickled {match.group(1)} object, which is never unpickled"
+    if match:
+        return match.group(0)
+    return (text.strip().splitlines() or [type(error).__name__])[0]
 
 
 def model_card(

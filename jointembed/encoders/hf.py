@@ -1,15 +1,21 @@
 """Building Hugging Face backbones for the ``hf_*`` encoders: from a hub id / local folder, or from a config dict.
 
-Local files first: ``local_files_only=True`` is the default, so nothing is downloaded unless asked for.
+Local files first: ``local_files_only=True`` is the default, so nothing is downloaded unless asked for; while a
+saved folder is read nothing is downloaded at all, only its own files are read (:mod:`jointembed.trust`), and no
+model's own code (``auto_map``) is ever run.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-__all__ = ["build_hf_model", "hf_config_from_dict", "drop_pooler", "portable_hf_config"]
+from jointembed.trust import downloads_allowed, reference
+
+__all__ = ["build_hf_model", "hf_config_from_dict", "drop_pooler", "portable_hf_config", "refuse_remote_code"]
 
 # Composite (two-tower) model types whose vision tower is used on its own, and the class of that tower.
 _VISION_TOWERS = {"clip": "CLIPVisionModel", "siglip": "SiglipVisionModel"}
@@ -27,6 +33,8 @@ def hf_config_from_dict(config: dict[str, Any]) -> Any:
         raise ValueError(
             f"a Hugging Face config dict needs a 'model_type' key (e.g. 'bert'), got keys {sorted(config)}"
         )
+    if "auto_map" in config:
+        raise ValueError("a Hugging Face config dict may not name custom code ('auto_map'); jointembed never runs it")
     kwargs = {k: v for k, v in config.items() if k != "model_type"}
     return AutoConfig.for_model(config["model_type"], **kwargs)
 
@@ -63,8 +71,12 @@ def build_hf_model(
         hf_config = hf_config_from_dict(config)
         if vision_tower and hf_config.model_type in _VISION_TOWERS:
             return getattr(transformers, _VISION_TOWERS[hf_config.model_type])(hf_config.vision_config)
-        return AutoModel.from_config(hf_config)
-    kwargs = {"local_files_only": local_files_only, "cache_dir": cache_dir}
+        return AutoModel.from_config(hf_config, trust_remote_code=False)
+    model_name_or_path = reference(model_name_or_path, "model_name_or_path")
+    refuse_remote_code(model_name_or_path)
+    if not downloads_allowed():
+        local_files_only, cache_dir = True, None
+    kwargs = {"local_files_only": local_files_only, "cache_dir": cache_dir, "trust_remote_code": False}
     try:
         model_class = AutoModel
         if vision_tower:
@@ -75,6 +87,27 @@ def build_hf_model(
     except OSError as error:
         hint = " (local_files_only=True: pass local_files_only=False to allow a download)" if local_files_only else ""
         raise OSError(f"could not load Hugging Face model {model_name_or_path!r}{hint}: {error}") from error
+
+
+def refuse_remote_code(name_or_path: str | None) -> None:
+    """Refuse a local model or tokenizer folder whose JSON files name custom code (``auto_map``): transformers
+    would import it with ``trust_remote_code``, which jointembed never sets; saying so beats a prompt or a
+    confusing error from deep inside transformers.
+
+    Raises:
+        ValueError: A ``config.json``, ``tokenizer_config.json`` or ``preprocessor_config.json`` in the folder
+            has an ``auto_map`` entry (the message names the file).
+    """
+    if name_or_path is None or not Path(name_or_path).is_dir():
+        return
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        path = Path(name_or_path) / name
+        try:
+            content = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # transformers reports an unreadable file itself
+        if isinstance(content, dict) and "auto_map" in content:
+            raise ValueError(f"{path}: field 'auto_map' names custom code; jointembed never runs a model's own code")
 
 
 def drop_pooler(model: nn.Module) -> None:

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Encoder, ProjectionHead
-from jointembed.encoders.hf import build_hf_model, drop_pooler, portable_hf_config
+from jointembed.encoders.hf import build_hf_model, drop_pooler, portable_hf_config, refuse_remote_code
 from jointembed.errors import CheckpointError
 from jointembed.registry import register_encoder
+from jointembed.trust import downloads_allowed, reference
 
 __all__ = ["TorchvisionImageEncoder", "SmallCNNImageEncoder", "HFImageEncoder", "load_state_dict_file"]
 
@@ -137,12 +138,17 @@ class TorchvisionImageEncoder(_ImageEncoder):
         if name not in known:
             raise ValueError(f"unknown torchvision classification model {name!r}; known models: {', '.join(known)}")
         self.backbone = torchvision.models.get_model(name, weights=None, **(model_kwargs or {}))
+        weights_path = reference(weights_path, "weights_path")
         if weights_path is not None:
             load_state_dict_file(self.backbone, weights_path)
         self.feature_dim = _remove_classifier(self.backbone)
         self.image_size = image_size or getattr(self.backbone, "image_size", None)
         self._init_normalisation(mean, std)
         self.head = ProjectionHead(self.feature_dim, output_dim, head_hidden_sizes)
+
+    def save_to(self, folder: Path) -> dict[str, Any]:
+        """The config without ``weights_path``: the saved weights replace the file, which stays on this machine."""
+        return {**self.get_config(), "weights_path": None}
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -291,8 +297,14 @@ def _processor_stats(path: str | None, local_files_only: bool, cache_dir: str | 
         return [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
     from transformers import AutoImageProcessor
 
+    path = reference(path, "model_name_or_path")
+    refuse_remote_code(path)
+    if not downloads_allowed():
+        local_files_only, cache_dir = True, None
     try:
-        processor = AutoImageProcessor.from_pretrained(path, local_files_only=local_files_only, cache_dir=cache_dir)
+        processor = AutoImageProcessor.from_pretrained(
+            path, local_files_only=local_files_only, cache_dir=cache_dir, trust_remote_code=False
+        )
     except OSError as error:
         raise OSError(
             f"cannot read the image processor of {path!r} for its mean/std; pass mean and std: {error}"

@@ -29,8 +29,7 @@ from jointembed.pretrained import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     load_weights,
-    read_config,
-    resolve_folder,
+    open_folder,
     state_for_saving,
     write_folder,
 )
@@ -402,13 +401,13 @@ class PretrainedEmbeddingNet(nn.Module, abc.ABC):
             CheckpointError: The folder or a file is missing, truncated or of another format or version, a field is
                 malformed, or the weights do not match; the message names the file and the field or keys.
         """
-        folder = resolve_folder(name_or_path)
-        config = read_config(folder, cls.FORMAT, (cls.FORMAT_VERSION,))
-        parts = cls.parts_from_config(config, folder / CONFIG_NAME)
-        network = load_network(folder, config, strict=strict, map_location=map_location)
-        try:
-            model = cls(network, **parts)
-        except ValueError as error:
-            what = " and ".join(parts)
-            raise CheckpointError(f"{folder / CONFIG_NAME}: the network does not fit the {what}: {error}") from error
+        with open_folder(name_or_path, cls.FORMAT, (cls.FORMAT_VERSION,)) as (folder, config):
+            parts = cls.parts_from_config(config, folder / CONFIG_NAME)
+            network = load_network(folder, config, strict=strict, map_location=map_location)
+            try:
+                model = cls(network, **parts)
+            except ValueError as error:
+                what = " and ".join(parts)
+                message = f"{folder / CONFIG_NAME}: the network does not fit the {what}: {error}"
+                raise CheckpointError(message) from error
         return model.to(map_location).eval()
