@@ -14,6 +14,7 @@ __all__ = [
     "UnknownItemError",
     "IndexFileError",
     "ModelMismatchError",
+    "ConcurrentWriteError",
 ]
 
 
@@ -45,6 +46,12 @@ class UnknownItemError(KeyError):
 class IndexFileError(ValueError):
     """A saved search index is missing a file, truncated, tampered with, or of another format or version; the
     message names the folder and the file."""
+
+
+class ConcurrentWriteError(OSError):
+    """Another process is writing the same folder: it held the folder's lock for longer than the wait allowed, or
+    saved the folder after this copy of it was loaded (saving now would silently drop its changes). The message
+    names the folder and what to do. An ``OSError``, as other failures to write a file are."""
 
 
 class ModelMismatchError(ValueError):
