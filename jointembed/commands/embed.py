@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jointembed.commands.common import ArgumentParser, UserError, load_index, load_joint_model, run_command
+from jointembed.commands.common import ArgumentParser, UserError, load_joint_model, run_command
 
 __all__ = ["build_parser", "run", "parse_backend_options"]
 
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     run_opts.add_argument("--batch-size", type=int, default=64)
     run_opts.add_argument("--num-workers", type=int, default=0, help="DataLoader workers that decode files")
     run_opts.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_opts.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="wait this long for another process that is updating the same --index (default 600)",
+    )
     return parser
 
 
@@ -76,18 +83,18 @@ def parse_backend_options(pairs: Sequence[str]) -> dict[str, int]:
 
 def _embed(args: argparse.Namespace) -> int:
     from jointembed.search.entries import Entries, embed_files, embed_manifest, embed_values, field_of_type
-    from jointembed.search.index import EmbeddingIndex
+    from jointembed.search.index import EmbeddingIndex, model_info
 
     if not (args.files or args.manifest or args.text):
         raise UserError("nothing to embed: give FILES, --manifest or --text")
     if bool(args.index) == bool(args.out):
         raise UserError("give exactly one of --index DIR or --out PREFIX")
+    backend_options = parse_backend_options(args.backend_option)
     options: dict[str, Any] = {"batch_size": args.batch_size, "num_workers": args.num_workers}
     options["progress"] = False if args.no_progress else None
     model = load_joint_model(args.model)
-    index = None
-    if args.index and (Path(args.index) / "index.json").exists():
-        index = load_index(args.index, model, args.model)
+    if args.index and _index_exists(args.index):  # refuse another model's index before embedding anything
+        EmbeddingIndex.check_folder(args.index, model_info(model, args.model))
     entries = Entries(vectors=_empty(model))
     for manifest in args.manifest:
         entries.extend(embed_manifest(model, manifest, on_bad_file=args.on_bad_file, **options))
@@ -96,18 +103,46 @@ def _embed(args: argparse.Namespace) -> int:
     if args.text:
         entries.extend(embed_values(model, field_of_type(model, "text", args.field), args.text, **options))
     if args.index:
-        if index is None:
-            backend_options = parse_backend_options(args.backend_option)
-            index = EmbeddingIndex.for_model(model, args.model, args.backend, backend_options)
-        elif args.backend_option or args.backend != "exact":
-            print(f"note: {args.index} exists; its backend ({index.backend_name}) is kept", file=sys.stderr)
-        before = len(index)
-        entries.add_to(index)
-        index.save(args.index)
-        where = f"index {args.index}: {len(index)} entries ({len(index) - before:+d}), backend {index.backend_name}"
+        where = _add_to_index(args, model, entries, backend_options)
     else:
         npy, jsonl = entries.save(args.out)
         where = f"{npy} and {jsonl}"
+    _report(entries, where)
+    return 0
+
+
+def _index_exists(folder: str) -> bool:
+    from jointembed.io import recover_folder
+    from jointembed.search.index_files import HEADER_NAME
+
+    return recover_folder(folder) and (Path(folder) / HEADER_NAME).exists()
+
+
+def _add_to_index(args: argparse.Namespace, model: Any, entries: Any, backend_options: dict[str, int]) -> str:
+    """Add the entries to ``--index`` under the folder's lock: a concurrent ``embed --index`` of the same folder
+    waits (up to ``--lock-timeout``), then loads the index again with this run's entries and adds its own."""
+    from jointembed.search.index import EmbeddingIndex, model_info
+
+    created = []
+
+    def create() -> EmbeddingIndex:
+        created.append(True)
+        return EmbeddingIndex.for_model(model, args.model, args.backend, backend_options)
+
+    def waiting(holder: str) -> None:
+        print(f"note: {args.index} is being updated by {holder}; waiting for it to finish", file=sys.stderr)
+
+    info = model_info(model, args.model)
+    with EmbeddingIndex.edit(args.index, info, create, args.lock_timeout, waiting) as index:
+        if not created and (args.backend_option or args.backend != "exact"):
+            print(f"note: {args.index} exists; its backend ({index.backend_name}) is kept", file=sys.stderr)
+        before = len(index)
+        entries.add_to(index)
+    return f"index {args.index}: {len(index)} entries ({len(index) - before:+d}), backend {index.backend_name}"
+
+
+def _report(entries: Any, where: str) -> None:
+    """Print what was embedded and where it went (stdout), and the skipped files (stderr)."""
     counts = {m: entries.modalities.count(m) for m in dict.fromkeys(entries.modalities)}
     summary = ", ".join(f"{m} {n}" for m, n in counts.items()) or "nothing"
     repeats = f"; {entries.repeats} repeated cells embedded once" if entries.repeats else ""
@@ -118,7 +153,6 @@ def _embed(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         if len(entries.skipped) > 10:
             print(f"  ... and {len(entries.skipped) - 10} more", file=sys.stderr)
-    return 0
 
 
 def _empty(model: Any) -> Any:

@@ -20,6 +20,7 @@ import numpy as np
 from jointembed.data.manifest import Manifest, read_manifest
 from jointembed.errors import DataFormatError
 from jointembed.search.index import EmbeddingIndex, Key
+from jointembed.search.index_files import describe_file
 
 __all__ = [
     "Entries",
@@ -77,11 +78,16 @@ class Entries:
 
     def save(self, prefix: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``<prefix>.npy`` (the ``(n, D)`` vectors) and ``<prefix>.jsonl`` (one line per row: key, modality,
-        metadata), each atomically. Returns both paths."""
-        from jointembed.io import atomic_write, atomic_write_text
+        metadata), each atomically, then ``<prefix>.json``: the pair's header (rows, dimension, each file's size
+        and SHA-256). The header is written last, so a save that stops between the files (a full disk, a kill)
+        leaves a pair that :meth:`load` refuses by name instead of reading vectors beside the wrong rows.
 
-        prefix = Path(prefix)
-        npy, jsonl = prefix.with_name(prefix.name + ".npy"), prefix.with_name(prefix.name + ".jsonl")
+        Returns:
+            The ``.npy`` and ``.jsonl`` paths.
+        """
+        from jointembed.io import atomic_write, atomic_write_json, atomic_write_text
+
+        npy, jsonl, header = _pair_paths(prefix)
         lines = [
             json.dumps({"key": k, "modality": m, "metadata": meta}, ensure_ascii=False)
             for k, m, meta in zip(self.keys, self.modalities, self.metadata, strict=True)
@@ -93,7 +99,89 @@ class Entries:
 
         atomic_write(npy, write_vectors)
         atomic_write_text(jsonl, "".join(line + "\n" for line in lines))
+        dim = int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
+        described = {path.name: describe_file(path) for path in (npy, jsonl)}
+        atomic_write_json(header, {**_PAIR, "rows": len(lines), "dim": dim, "files": described})
         return npy, jsonl
+
+    @classmethod
+    def load(cls, prefix: str | os.PathLike) -> Entries:
+        """Read what :meth:`save` wrote under ``prefix``, checked to be one pair.
+
+        Raises:
+            DataFormatError: A missing or unreadable header, a ``.npy`` or ``.jsonl`` that is not the one the
+                header describes (another save's, or one a failed save left), or a line of the wrong shape; the
+                message names the file (and line and field), never a line's content.
+        """
+        npy, jsonl, header_path = _pair_paths(prefix)
+        header = _read_pair_header(header_path)
+        for path in (npy, jsonl):
+            recorded = header["files"].get(path.name) if isinstance(header.get("files"), dict) else None
+            if not path.is_file() or recorded != describe_file(path):
+                state = "is missing" if not path.is_file() else "is not the file its header describes"
+                raise DataFormatError(
+                    f"{path} {state} ({header_path}): the vectors and rows under {prefix} are not one pair; a save "
+                    "did not finish or another one wrote part of it; write them again"
+                )
+        vectors = np.load(npy, allow_pickle=False)
+        with open(jsonl, "rb") as lines:
+            rows = [_parse_row(raw, jsonl, number) for number, raw in enumerate(lines, start=1)]
+        if len(rows) != len(vectors) or len(rows) != header.get("rows"):
+            raise DataFormatError(f"{npy} holds {len(vectors)} vectors but {jsonl} {len(rows)} rows")
+        return cls([k for k, _, _ in rows], vectors, [m for _, m, _ in rows], [meta for _, _, meta in rows])
+
+
+_PAIR = {"format": "jointembed-vectors", "version": 1}
+
+
+def _pair_paths(prefix: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """``<prefix>.npy``, ``<prefix>.jsonl`` and their header ``<prefix>.json``."""
+    prefix = Path(prefix)
+    return tuple(prefix.with_name(prefix.name + suffix) for suffix in (".npy", ".jsonl", ".json"))  # type: ignore[return-value]
+
+
+def _read_pair_header(path: Path) -> dict[str, Any]:
+    """The header of a vectors + rows pair.
+
+    Raises:
+        DataFormatError: Missing, not JSON, or of another format or version.
+    """
+    if not path.is_file():
+        raise DataFormatError(
+            f"{path} is missing: the .npy and .jsonl beside it are not known to be one pair (a save that did not "
+            "finish, or files written by an older jointembed); write them again"
+        )
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataFormatError(f"{path}: not valid JSON ({type(error).__name__})") from None
+    if not isinstance(header, dict) or any(header.get(k) != v for k, v in _PAIR.items()):
+        raise DataFormatError(f"{path}: not the header of jointembed vectors (format {_PAIR['format']!r}, version 1)")
+    return header
+
+
+def _parse_row(raw: bytes, path: Path, number: int) -> tuple[Key, str, dict[str, Any] | None]:
+    """One ``.jsonl`` row (key, modality, metadata), its types checked; errors name the line and field and give
+    the parser's reason, never the line's content."""
+    try:
+        row = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path}, line {number}: not UTF-8 ({error.reason} at byte {error.start + 1})") from None
+    except json.JSONDecodeError as error:
+        raise DataFormatError(f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(row, dict):
+        raise DataFormatError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+    key, modality, metadata = row.get("key"), row.get("modality"), row.get("metadata")
+    for name, value, ok, wanted in (
+        ("key", key, isinstance(key, (str, int)) and not isinstance(key, bool), "a string or an integer"),
+        ("modality", modality, isinstance(modality, str) and bool(modality), "a non-empty string"),
+        ("metadata", metadata, metadata is None or isinstance(metadata, dict), "an object or null"),
+    ):
+        if not ok:
+            raise DataFormatError(
+                f"{path}, line {number}, field {name!r}: expected {wanted}, got {type(value).__name__}"
+            )
+    return key, modality, metadata  # type: ignore[return-value]
 
 
 def _unit_type(model: Any, name: str) -> str:

@@ -13,15 +13,18 @@ default and uses FAISS (flat, HNSW, IVF) by name when the ``faiss`` extra is ins
 
 The folder is built beside the destination and renamed into place, so a killed save leaves the previous index
 whole; loading checks every file against the header and raises :class:`~jointembed.errors.IndexFileError`
-naming the file.
+naming the file. Saving holds the folder's lock (:func:`jointembed.io.folder_lock`), and
+:meth:`EmbeddingIndex.edit` holds it around a whole load, change and save, so processes that update one index
+folder take turns and none loses another's entries.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -29,19 +32,17 @@ import numpy as np
 import torch
 
 from jointembed import __version__
-from jointembed.errors import IndexFileError, ModelMismatchError
-from jointembed.io import atomic_write_folder
-from jointembed.search.backends import BACKENDS, Backend, create_backend
+from jointembed.errors import ConcurrentWriteError, IndexFileError, ModelMismatchError
+from jointembed.io import LOCK_TIMEOUT, atomic_write_folder, folder_lock, recover_folder
+from jointembed.rwlock import ReadWriteLock
+from jointembed.search import index_files as files
+from jointembed.search.backends import Backend, create_backend
+from jointembed.search.index_files import INDEX_FORMAT, INDEX_VERSION
 
 __all__ = ["EmbeddingIndex", "Hit", "Key", "model_info", "INDEX_FORMAT", "INDEX_VERSION"]
 
 Key = str | int
 Filter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
-
-INDEX_FORMAT = "jointembed-index"
-INDEX_VERSION = 1
-HEADER_NAME = "index.json"
-_VECTORS, _ENTRIES, _FAISS = "vectors.npy", "entries.jsonl", "faiss.index"
 
 
 class Hit(NamedTuple):
@@ -92,6 +93,11 @@ class EmbeddingIndex:
 
     Keys are strings or integers (``7`` and ``"7"`` are different keys); adding a key that exists replaces its
     entry (upsert).
+
+    Threads: any number of threads may search and read an index while others add, delete, compact or save it.
+    A readers-writer lock inside the index lets reads run together and each change run alone, so a search sees
+    the index before or after a change, never halfway. Positions from :meth:`search_positions` are valid until
+    the next change. Processes: use :meth:`edit` to update a saved index folder that others may update too.
     """
 
     def __init__(
@@ -118,6 +124,8 @@ class EmbeddingIndex:
         self._metadata: list[dict[str, Any] | None] = []
         self._live = np.zeros(0, bool)
         self._position: dict[Key, int] = {}
+        self._lock = ReadWriteLock()
+        self._origin: tuple[str, str | None] | None = None  # the folder this index was loaded from and its revision
         attach = getattr(self.backend, "attach", None)
         if attach is not None:  # exact search reads the rows kept here instead of a copy of its own
             attach(lambda: self._vectors[: self._size])
@@ -153,19 +161,23 @@ class EmbeddingIndex:
 
     def keys(self) -> list[Key]:
         """The live entries' keys, in the order they were added."""
-        return [self._keys[i] for i in self._live_positions()]  # type: ignore[misc]
+        with self._lock.reading():
+            return [self._keys[i] for i in self._live_positions()]  # type: ignore[misc]
 
     def vectors(self) -> np.ndarray:
         """``(n, D)`` float32 vectors of the live entries (normalised for cosine), in :meth:`keys` order."""
-        return self._vectors[self._live_positions()]
+        with self._lock.reading():
+            return self._vectors[self._live_positions()]
 
     def modalities(self) -> list[str]:
         """The live entries' modalities, in :meth:`keys` order."""
-        return [self._modality_names[c] for c in self._modality[self._live_positions()]]
+        with self._lock.reading():
+            return [self._modality_names[c] for c in self._modality[self._live_positions()]]
 
     def metadata(self) -> list[dict[str, Any]]:
         """The live entries' metadata dicts, in :meth:`keys` order."""
-        return [dict(self._metadata[i] or {}) for i in self._live_positions()]
+        with self._lock.reading():
+            return [dict(self._metadata[i] or {}) for i in self._live_positions()]
 
     def get(self, key: Key) -> tuple[np.ndarray, str, dict[str, Any]]:
         """``(vector (D,), modality, metadata)`` of one entry.
@@ -173,11 +185,12 @@ class EmbeddingIndex:
         Raises:
             KeyError: No live entry has that key.
         """
-        position = self._position.get(key)
-        if position is None:
-            raise KeyError(f"the index has no entry {key!r} ({len(self)} entries)")
-        code = int(self._modality[position])
-        return self._vectors[position].copy(), self._modality_names[code], dict(self._metadata[position] or {})
+        with self._lock.reading():
+            position = self._position.get(key)
+            if position is None:
+                raise KeyError(f"the index has no entry {key!r} ({len(self)} entries)")
+            code = int(self._modality[position])
+            return self._vectors[position].copy(), self._modality_names[code], dict(self._metadata[position] or {})
 
     # ----- changes ------------------------------------------------------------------------------------------
 
@@ -238,6 +251,14 @@ class EmbeddingIndex:
                 raise ValueError(f"modality of row {i} must be a non-empty string, got {name!r}")
         if n == 0:
             return
+        with self._lock.writing():
+            self._insert(array, keys, modalities, clean)
+
+    def _insert(
+        self, array: np.ndarray, keys: list[Key], modalities: list[str], clean: list[dict[str, Any] | None]
+    ) -> None:
+        """Append checked rows (the write lock held), retiring the rows of keys they replace."""
+        n = len(array)
         self.backend.add(array)  # first: an IVF index that cannot train refuses before anything changes
         replaced = [self._position[key] for key in keys if key in self._position]
         self._grow(n)
@@ -291,21 +312,26 @@ class EmbeddingIndex:
             KeyError: A key that is not in the index (with ``missing="error"``), before anything is deleted.
         """
         keys = list(keys)
-        if missing == "error":
-            absent = [key for key in keys if key not in self._position]
-            if absent:
-                raise KeyError(f"not in the index: {absent[:5]}{' ...' if len(absent) > 5 else ''}")
-        deleted = 0
-        for key in keys:
-            position = self._position.pop(key, None)
-            if position is not None:
-                self._retire(position)
-                deleted += 1
-        return deleted
+        with self._lock.writing():
+            if missing == "error":
+                absent = [key for key in keys if key not in self._position]
+                if absent:
+                    raise KeyError(f"not in the index: {absent[:5]}{' ...' if len(absent) > 5 else ''}")
+            deleted = 0
+            for key in keys:
+                position = self._position.pop(key, None)
+                if position is not None:
+                    self._retire(position)
+                    deleted += 1
+            return deleted
 
     def compact(self) -> None:
         """Drop deleted rows for good and rebuild the backend over the live ones (for HNSW/IVF this rebuilds
         the structure: minutes for millions of vectors)."""
+        with self._lock.writing():
+            self._compact()
+
+    def _compact(self) -> None:
         live = self._live_positions()
         if len(live) == self._size:
             return
@@ -366,15 +392,16 @@ class EmbeddingIndex:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
         single = np.ndim(queries.detach().cpu() if isinstance(queries, torch.Tensor) else queries) == 1
         array = self._prepare(queries, "queries")
-        scores, positions = self.search_positions(array, k, modality, filter)
-        hits = [
-            [
-                Hit(self._keys[p], float(s), self._modality_names[self._modality[p]], dict(self._metadata[p] or {}))  # type: ignore[arg-type]
-                for s, p in zip(row_s, row_p, strict=True)
-                if p >= 0
+        with self._lock.reading():
+            scores, positions = self.backend.search(array, k, self._allowed(modality, filter))
+            hits = [
+                [
+                    Hit(self._keys[p], float(s), self._modality_names[self._modality[p]], dict(self._metadata[p] or {}))  # type: ignore[arg-type]
+                    for s, p in zip(row_s, row_p, strict=True)
+                    if p >= 0
+                ]
+                for row_s, row_p in zip(scores, positions, strict=True)
             ]
-            for row_s, row_p in zip(scores, positions, strict=True)
-        ]
         return hits[0] if single else hits
 
     def search_positions(
@@ -386,12 +413,13 @@ class EmbeddingIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Lower-level :meth:`search` for prepared ``(q, D)`` float32 queries: ``scores (q, k)`` and row
         positions ``(q, k)`` (``-1`` padding); :meth:`key_at` turns a position into its key."""
-        allowed = self._allowed(modality, filter)
-        return self.backend.search(queries, k, allowed)
+        with self._lock.reading():
+            return self.backend.search(queries, k, self._allowed(modality, filter))
 
     def key_at(self, position: int) -> Key:
         """The key of a live row position returned by :meth:`search_positions`."""
-        key = self._keys[position]
+        with self._lock.reading():
+            key = self._keys[position]
         if key is None:
             raise KeyError(f"row {position} was deleted")
         return key
@@ -407,65 +435,90 @@ class EmbeddingIndex:
         Raises:
             ModelMismatchError: Another dimension, or (when the index recorded its model) other weights.
         """
-        info = dict(model) if isinstance(model, Mapping) else model_info(model)
-        if info.get("dim") is not None and info["dim"] != self.dim:
-            raise ModelMismatchError(
-                f"the model {info.get('name')!r} makes {info['dim']}-dim vectors; this index holds {self.dim}-dim ones"
-            )
-        if self.model is not None and info.get("fingerprint") != self.model.get("fingerprint"):
-            raise ModelMismatchError(
-                f"this index holds vectors of model {self.model.get('name')!r} "
-                f"({str(self.model.get('fingerprint'))[:19]}), not of {info.get('name')!r} "
-                f"({str(info.get('fingerprint'))[:19]}): its vectors are not comparable "
-                "with that model's; embed the entries again with it"
-            )
+        _check_model(self.dim, self.model, model)
+
+    @staticmethod
+    def check_folder(folder: str | os.PathLike, model: torch.nn.Module | Mapping[str, Any]) -> None:
+        """:meth:`check_model` against a saved index from its header alone (a quick check before embedding).
+
+        Raises:
+            IndexFileError: The folder holds no index header of this format.
+            ModelMismatchError: ``model`` is not the model that made the vectors.
+        """
+        header = files.read_header(Path(folder))
+        model_of = header.get("model")
+        _check_model(header.get("dim"), model_of if isinstance(model_of, dict) else None, model)
 
     # ----- saving and loading -------------------------------------------------------------------------------
 
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write the index as one folder (atomically: a killed save leaves the previous folder whole).
+    def save(self, folder: str | os.PathLike, timeout: float | None = LOCK_TIMEOUT) -> Path:
+        """Write the index as one folder (atomically: a killed save leaves the previous folder whole), holding
+        the folder's lock.
 
         Deleted rows of an exact or flat index are dropped first (:meth:`compact`, cheap there); an HNSW/IVF
         index keeps them in its structure, marked deleted, until :meth:`compact` is called.
+
+        Args:
+            folder: Destination.
+            timeout: Seconds to wait for another process's save of the same folder (``None``: for ever).
+
+        Raises:
+            ConcurrentWriteError: The index was loaded from ``folder`` and another process has saved ``folder``
+                since (saving would drop its changes: use :meth:`edit`), or the lock stayed busy.
         """
-        if self.backend.name in ("exact", "flat"):
-            self.compact()
-        vectors = self._vectors[: self._size]
+        with folder_lock(folder, timeout), self._lock.writing():
+            self._refuse_stale_save(Path(folder))
+            if self.backend.name in ("exact", "flat"):
+                self._compact()
+            revision = uuid.uuid4().hex
+            atomic_write_folder(folder, lambda tmp: self._write_files(tmp, revision), files.HEADER_NAME, timeout)
+            self._origin = (os.path.abspath(folder), revision)
+        return Path(folder)
+
+    def _refuse_stale_save(self, folder: Path) -> None:
+        origin = self._origin
+        if origin is None or origin[0] != os.path.abspath(folder) or not (folder / files.HEADER_NAME).is_file():
+            return
+        if files.read_revision(folder) != origin[1]:
+            raise ConcurrentWriteError(
+                f"{folder} was saved by another process after this index was loaded from it; saving now would "
+                "drop that save's entries. Load it again and repeat the changes, or update it with "
+                "EmbeddingIndex.edit(folder), which holds the folder's lock from load to save"
+            )
+
+    def _write_files(self, tmp: Path, revision: str) -> None:
+        """Fill a new index folder (the write lock held): vectors, entries, the FAISS structure, header last."""
+        np.save(tmp / files.VECTORS, self._vectors[: self._size], allow_pickle=False)
+        with open(tmp / files.ENTRIES, "w", encoding="utf-8") as out:
+            for i in range(self._size):
+                name = self._modality_names[self._modality[i]]
+                out.write(files.entry_line(self._keys[i], name, self._metadata[i], bool(self._live[i])))
         backend_bytes = self.backend.to_bytes()
-
-        def write(tmp: Path) -> None:
-            np.save(tmp / _VECTORS, vectors, allow_pickle=False)
-            with open(tmp / _ENTRIES, "w", encoding="utf-8") as out:
-                for i in range(self._size):
-                    live = bool(self._live[i])
-                    entry = {"key": self._keys[i], "modality": self._modality_names[self._modality[i]]}
-                    if live and self._metadata[i] is not None:
-                        entry["metadata"] = self._metadata[i]
-                    out.write(json.dumps(entry if live else {"live": False}, ensure_ascii=False) + "\n")
-            if backend_bytes is not None:
-                (tmp / _FAISS).write_bytes(backend_bytes)
-            files = [_VECTORS, _ENTRIES] + ([_FAISS] if backend_bytes is not None else [])
-            header = {
-                "format": INDEX_FORMAT,
-                "version": INDEX_VERSION,
-                "dim": self.dim,
-                "metric": self.metric,
-                "rows": self._size,
-                "entries": len(self),
-                "backend": {"name": self.backend.name, "options": self.backend.options},
-                "model": self.model,
-                "files": {name: _describe_file(tmp / name) for name in files},
-                "jointembed_version": __version__,
-            }
-            (tmp / HEADER_NAME).write_text(json.dumps(header, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-        return atomic_write_folder(folder, write, marker=HEADER_NAME)
+        if backend_bytes is not None:
+            (tmp / files.FAISS).write_bytes(backend_bytes)
+        names = [files.VECTORS, files.ENTRIES] + ([files.FAISS] if backend_bytes is not None else [])
+        header = {
+            "format": INDEX_FORMAT,
+            "version": INDEX_VERSION,
+            "dim": self.dim,
+            "metric": self.metric,
+            "rows": self._size,
+            "entries": len(self),
+            "backend": {"name": self.backend.name, "options": self.backend.options},
+            "model": self.model,
+            "files": {name: files.describe_file(tmp / name) for name in names},
+            "revision": revision,
+            "jointembed_version": __version__,
+        }
+        text = json.dumps(header, indent=2, ensure_ascii=False) + "\n"
+        (tmp / files.HEADER_NAME).write_text(text, encoding="utf-8")
 
     @classmethod
     def load(
         cls, folder: str | os.PathLike, model: torch.nn.Module | Mapping[str, Any] | None = None
     ) -> EmbeddingIndex:
-        """Read a folder written by :meth:`save`.
+        """Read a folder written by :meth:`save` (first putting back a folder that a save killed halfway
+        through its swap left in its backup).
 
         Args:
             folder: The index folder.
@@ -473,69 +526,98 @@ class EmbeddingIndex:
                 made the vectors.
 
         Raises:
-            IndexFileError: A missing, truncated or altered file, or another format or version; the message
-                names the folder and the file.
+            IndexFileError: A missing, truncated or altered file, another format or version, or an entry of the
+                wrong type; the message names the folder, the file and (for entries) the line and field.
             ModelMismatchError: ``model`` is not the model that made the vectors.
         """
         folder = Path(folder)
-        header = _read_header(folder)
+        recover_folder(folder)
+        header = files.read_header(folder)
         try:
             backend = header["backend"]
             index = cls(int(header["dim"]), backend["name"], backend.get("options"), header["metric"], header["model"])
             rows = int(header["rows"])
-            files = header["files"]
+            listed = header["files"]
         except (KeyError, TypeError, ValueError) as error:
-            raise IndexFileError(f"{folder / HEADER_NAME}: bad header ({error})") from None
-        for name in (_VECTORS, _ENTRIES) + ((_FAISS,) if backend["name"] != "exact" else ()):
-            if name not in files:
-                raise IndexFileError(f"{folder / HEADER_NAME} does not list {name}")
-            _check_file(folder / name, files[name])
-        try:
-            vectors = np.load(folder / _VECTORS, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise IndexFileError(f"{folder / _VECTORS}: cannot read ({error})") from None
-        if vectors.shape != (rows, index.dim) or vectors.dtype != np.float32:
-            raise IndexFileError(
-                f"{folder / _VECTORS} holds {vectors.dtype} {vectors.shape}, "
-                f"the header says float32 ({rows}, {index.dim})"
-            )
-        index._read_entries(folder / _ENTRIES, rows)
-        index._vectors = np.ascontiguousarray(vectors)
+            raise IndexFileError(f"{folder / files.HEADER_NAME}: bad header ({error})") from None
+        for name in (files.VECTORS, files.ENTRIES) + ((files.FAISS,) if backend["name"] != "exact" else ()):
+            if not isinstance(listed, dict) or name not in listed:
+                raise IndexFileError(f"{folder / files.HEADER_NAME} does not list {name}")
+            files.check_file(folder / name, listed[name])
+        vectors = files.read_vectors(folder / files.VECTORS, rows, index.dim)
+        index._take_entries(files.read_entries(folder / files.ENTRIES, rows))
+        index._vectors = vectors
         if index.backend.name == "exact":
             index.backend.rebuild(index._vectors)
         else:
             try:
-                index.backend.load_bytes((folder / _FAISS).read_bytes(), index._vectors)
+                index.backend.load_bytes((folder / files.FAISS).read_bytes(), index._vectors)
             except (ValueError, RuntimeError) as error:
-                raise IndexFileError(f"{folder / _FAISS}: {error}") from None
+                raise IndexFileError(f"{folder / files.FAISS}: {error}") from None
         if model is not None:
             index.check_model(model)
+        index._origin = (os.path.abspath(folder), files.read_revision(folder))
         return index
 
-    def _read_entries(self, path: Path, rows: int) -> None:
-        with open(path, encoding="utf-8") as lines:
-            entries = []
-            for number, line in enumerate(lines, start=1):
-                try:
-                    entry = json.loads(line)
-                    live = entry.get("live", True)
-                    key = _plain_key(entry["key"], "key") if live else None
-                    entries.append((key, entry.get("modality", ""), entry.get("metadata"), live))
-                except (ValueError, KeyError, TypeError, AttributeError) as error:
-                    raise IndexFileError(f"{path}, line {number}: bad entry ({error})") from None
-        if len(entries) != rows:
-            raise IndexFileError(f"{path} has {len(entries)} entries, the header says {rows}")
+    def _take_entries(self, entries: list[files.Entry]) -> None:
+        """Set the rows' keys, modalities, metadata and live flags from checked ``entries.jsonl`` lines."""
+        rows = len(entries)
         self._size = rows
-        self._keys = [key for key, _, _, _ in entries]
-        self._metadata = [meta for _, _, meta, _ in entries]
-        self._live = np.array([live for *_, live in entries], bool).reshape(rows)
-        names = list(dict.fromkeys(modality for _, modality, _, live in entries if live))
-        self._modality_names = names or [""]
+        self._keys = [entry.key for entry in entries]
+        self._metadata = [entry.metadata for entry in entries]
+        self._live = np.array([entry.live for entry in entries], bool).reshape(rows)
+        self._modality_names = list(dict.fromkeys(e.modality for e in entries if e.live)) or [""]
         codes = {name: code for code, name in enumerate(self._modality_names)}
-        self._modality = np.array([codes.get(m, 0) for _, m, _, _ in entries], np.int32).reshape(rows)
+        self._modality = np.array([codes.get(e.modality, 0) for e in entries], np.int32).reshape(rows)
         self._position = {key: i for i, key in enumerate(self._keys) if key is not None}
-        if len(self._position) != int(self._live.sum()):
-            raise IndexFileError(f"{path}: a key appears on two live lines")
+
+    @classmethod
+    @contextlib.contextmanager
+    def edit(
+        cls,
+        folder: str | os.PathLike,
+        model: torch.nn.Module | Mapping[str, Any] | None = None,
+        create: Callable[[], EmbeddingIndex] | None = None,
+        timeout: float | None = LOCK_TIMEOUT,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Iterator[EmbeddingIndex]:
+        """Update a saved index that other processes may update too: ``with EmbeddingIndex.edit(folder) as
+        index: index.add(...)`` loads it, lets the block change it and saves it, holding the folder's lock from
+        the load to the save, so concurrent updates take turns and each sees the entries of the ones before.
+        Nothing is saved when the block raises.
+
+        Args:
+            folder: The index folder.
+            model: Checked against the model that made the vectors, as in :meth:`load`.
+            create: Makes the index when ``folder`` holds none yet (``None``: a missing index is an error).
+            timeout: Seconds to wait for another process's update (``None``: for ever).
+            on_wait: Called once with the holder (``"pid 123 on host"``) when another process holds the lock.
+
+        Raises:
+            IndexFileError / ModelMismatchError: As :meth:`load`.
+            ConcurrentWriteError: The lock stayed busy for ``timeout`` seconds.
+        """
+        with folder_lock(folder, timeout, on_wait):
+            exists = recover_folder(folder, timeout)
+            index = cls.load(folder, model) if exists or create is None else create()
+            yield index
+            index.save(folder, timeout)
+
+
+def _check_model(dim: Any, recorded: Mapping[str, Any] | None, model: torch.nn.Module | Mapping[str, Any]) -> None:
+    """Refuse ``model`` where it is not the model an index of ``dim``-dim vectors recorded (``recorded``)."""
+    info = dict(model) if isinstance(model, Mapping) else model_info(model)
+    if info.get("dim") is not None and info["dim"] != dim:
+        raise ModelMismatchError(
+            f"the model {info.get('name')!r} makes {info['dim']}-dim vectors; this index holds {dim}-dim ones"
+        )
+    if recorded is not None and info.get("fingerprint") != recorded.get("fingerprint"):
+        raise ModelMismatchError(
+            f"this index holds vectors of model {recorded.get('name')!r} "
+            f"({str(recorded.get('fingerprint'))[:19]}), not of {info.get('name')!r} "
+            f"({str(info.get('fingerprint'))[:19]}): its vectors are not comparable "
+            "with that model's; embed the entries again with it"
+        )
 
 
 def _matches(meta: Mapping[str, Any], where: Filter) -> bool:
@@ -551,44 +633,3 @@ def _matches(meta: Mapping[str, Any], where: Filter) -> bool:
         elif value != wanted:
             return False
     return True
-
-
-def _describe_file(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _read_header(folder: Path) -> dict[str, Any]:
-    path = folder / HEADER_NAME
-    if not folder.is_dir():
-        raise IndexFileError(f"{folder} is not an index folder (no such folder)")
-    if not path.is_file():
-        raise IndexFileError(f"{folder} is not a saved index: it has no {HEADER_NAME}")
-    try:
-        header = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise IndexFileError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != INDEX_FORMAT:
-        raise IndexFileError(
-            f"{path}: not a jointembed index (format {header.get('format') if isinstance(header, dict) else None!r})"
-        )
-    if header.get("version") != INDEX_VERSION:
-        raise IndexFileError(
-            f"{path}: index format version {header.get('version')!r}; this jointembed reads {INDEX_VERSION}"
-        )
-    if header.get("backend", {}).get("name") not in BACKENDS:
-        raise IndexFileError(f"{path}: unknown backend {header.get('backend')!r}")
-    return header
-
-
-def _check_file(path: Path, expected: Mapping[str, Any]) -> None:
-    if not path.is_file():
-        raise IndexFileError(f"{path} is missing")
-    size = path.stat().st_size
-    if size != expected.get("bytes"):
-        raise IndexFileError(f"{path} is truncated or altered: {size} bytes, the header says {expected.get('bytes')}")
-    if _describe_file(path)["sha256"] != expected.get("sha256"):
-        raise IndexFileError(f"{path} is altered: its SHA-256 differs from the one in the header")

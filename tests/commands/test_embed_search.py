@@ -159,7 +159,7 @@ def test_a_killed_embed_leaves_the_index_whole(
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("jointembed.search.index._describe_file", killed)
+    monkeypatch.setattr("jointembed.search.index_files.describe_file", killed)
     with pytest.raises(KeyboardInterrupt):
         main(["embed", "--model", model_folder, "--index", copy, "--text", "a new text"])
     monkeypatch.undo()

@@ -173,7 +173,7 @@ def test_a_killed_save_leaves_the_previous_index_whole(tmp_path: Path, monkeypat
         index.save(tmp_path / "idx")
     monkeypatch.undo()
     assert len(EmbeddingIndex.load(tmp_path / "idx")) == 50
-    assert [p.name for p in tmp_path.iterdir()] == ["idx"]  # the temporary folder is gone too
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]  # the temporary folder is gone too
 
 
 def test_truncated_altered_or_foreign_files_are_named(tmp_path: Path) -> None:
@@ -264,3 +264,84 @@ def test_saved_files_have_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert (folder / "vectors.npy").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _replace_entries(folder: Path, lines: list[bytes]) -> None:
+    """Rewrite entries.jsonl and its size and digest in the header, as a careful forger would."""
+    from jointembed.search.index_files import describe_file
+
+    path = folder / "entries.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    header = json.loads((folder / "index.json").read_text())
+    header["files"]["entries.jsonl"] = describe_file(path)
+    (folder / "index.json").write_text(json.dumps(header))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"key": ["k0"], "modality": "text"}', "line 2, field 'key': expected a string or an integer, got list"),
+        (b'{"key": true, "modality": "text"}', "line 2, field 'key': expected a string or an integer, got bool"),
+        (b'{"key": "k1", "modality": 3}', "line 2, field 'modality': expected a non-empty string, got int"),
+        (
+            b'{"key": "k1", "modality": "text", "metadata": "x"}',
+            "line 2, field 'metadata': expected an object, got str",
+        ),
+        (b'{"key": "k1", "modality": "text", "live": "yes"}', "line 2, field 'live': expected true or false, got str"),
+        (b'["k1", "text"]', "line 2: expected a JSON object, got list"),
+        (b'{"modality": "text"}', "line 2: a live entry has no field 'key'"),
+        (b'{"key": "k0", "modality": "text"}', "line 2: the key of line 1 again"),
+    ],
+)
+def test_entries_of_the_wrong_type_name_the_line_and_field(tmp_path: Path, line: bytes, message: str) -> None:
+    index, _ = _filled(n=3)
+    folder = index.save(tmp_path / "idx")
+    lines = (folder / "entries.jsonl").read_bytes().splitlines()
+    _replace_entries(folder, [lines[0], line, lines[2]])
+    with pytest.raises(IndexFileError) as error:
+        EmbeddingIndex.load(folder)
+    assert str(error.value) == f"{folder / 'entries.jsonl'}, {message}"
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"key": "SECRET-TOKEN", "modality": "text"', "not valid JSON (Expecting ',' delimiter at column 43)"),
+        (b"SECRET-TOKEN", "not valid JSON (Expecting value at column 1)"),
+        (b'{"key": "SECRET-TOKEN\xff"}', "not UTF-8 (invalid start byte at byte 22)"),
+    ],
+)
+def test_an_unparsable_entry_gives_line_and_reason_not_content(tmp_path: Path, line: bytes, reason: str) -> None:
+    index, _ = _filled(n=3)
+    folder = index.save(tmp_path / "idx")
+    lines = (folder / "entries.jsonl").read_bytes().splitlines()
+    _replace_entries(folder, [lines[0], lines[1], line])
+    with pytest.raises(IndexFileError) as error:
+        EmbeddingIndex.load(folder)
+    assert str(error.value) == f"{folder / 'entries.jsonl'}, line 3: {reason}"
+    assert "SECRET" not in str(error.value)
+
+
+def test_saving_a_copy_loaded_before_another_save_is_refused(tmp_path: Path) -> None:
+    from jointembed.errors import ConcurrentWriteError
+
+    index, x = _filled(n=10)
+    folder = index.save(tmp_path / "idx")
+    first, second = EmbeddingIndex.load(folder), EmbeddingIndex.load(folder)
+    first.add(x[:1], ["from first"], "text")
+    first.save(folder)
+    second.add(x[:1], ["from second"], "text")
+    with pytest.raises(ConcurrentWriteError, match="was saved by another process after this index was loaded"):
+        second.save(folder)
+    assert "from first" in EmbeddingIndex.load(folder)
+    first.add(x[1:2], ["again"], "text")
+    first.save(folder)  # its own saves do not count against it
+    with EmbeddingIndex.edit(folder) as edited:
+        edited.add(x[2:3], ["edited"], "text")
+    assert {"from first", "again", "edited"} <= set(EmbeddingIndex.load(folder).keys())
+    with pytest.raises(KeyError), EmbeddingIndex.edit(folder) as edited:
+        edited.add(x[3:4], ["never saved"], "text")
+        raise KeyError("the block failed")
+    assert "never saved" not in EmbeddingIndex.load(folder)
+    with pytest.raises(IndexFileError, match="no such folder"), EmbeddingIndex.edit(tmp_path / "none"):
+        pass
