@@ -144,6 +144,23 @@ class _Collate:
         return [i for i, _ in good], batch, bad
 
 
+def _eval_replica(module: nn.Module, memo: dict[int, nn.Module] | None = None) -> nn.Module:
+    """An eval-mode view of ``module`` for inference while the module itself stays in training mode: a shallow
+    copy of each module of the tree (a module used twice is copied once) with ``training`` off, sharing the
+    parameters, buffers and hooks, so nothing is copied but the modules' attribute dicts (microseconds a
+    module)."""
+    memo = {} if memo is None else memo
+    if id(module) in memo:
+        return memo[id(module)]
+    replica = object.__new__(type(module))
+    replica.__dict__.update(module.__dict__)
+    memo[id(module)] = replica
+    replica.__dict__["training"] = False
+    children = {name: None if child is None else _eval_replica(child, memo) for name, child in module._modules.items()}
+    replica.__dict__["_modules"] = children
+    return replica
+
+
 class JointEmbeddingModel(nn.Module):
     """Fields (name → input unit + encoder), all encoders sharing the output dimension D.
 
@@ -275,9 +292,11 @@ class JointEmbeddingModel(nn.Module):
         """Embed raw values of one field: ``model.embed(audio=["a.wav", (wave, 16000)])``.
 
         Each value goes through the field's unit exactly as in training (decode, preprocess, collate), in eval
-        mode without gradients; the model's train/eval mode is restored afterwards. Texts are batched longest
-        first by the encoder's own length (tokens), so a short text pads to texts of its length rather than to
-        the longest of its neighbours in the list; the rows still come back in the caller's order.
+        mode without gradients. The model is never changed: a model in training mode is run through an eval-mode
+        replica that shares its weights and buffers, so threads may embed with one model at once, and BatchNorm
+        statistics never move (only ``device`` moves the model: do that once, before sharing it). Texts are
+        batched longest first by the encoder's own length (tokens), so a short text pads to texts of its length
+        rather than to the longest of its neighbours in the list; the rows still come back in the caller's order.
 
         Args:
             batch_size: Values per forward pass.
@@ -348,18 +367,15 @@ class JointEmbeddingModel(nn.Module):
             collate_fn=_Collate(unit),
         )
         show = progress if progress is not None else len(loader) > 20
-        was_training = self.training
-        self.eval()
+        # never self.eval(): that would flip the mode under any other thread using the model
+        runner = _eval_replica(encoder) if any(m.training for m in encoder.modules()) else encoder
         parts, indices, skipped = [], [], []
-        try:
-            with torch.no_grad():
-                for kept, batch, bad in _maybe_progress(loader, show, field):
-                    skipped.extend((b.index, b.message) for b in bad)
-                    if kept:
-                        parts.append(encoder(batch).float().cpu())
-                        indices.extend(kept)
-        finally:
-            self.train(was_training)
+        with torch.no_grad():
+            for kept, batch, bad in _maybe_progress(loader, show, field):
+                skipped.extend((b.index, b.message) for b in bad)
+                if kept:
+                    parts.append(runner(batch).float().cpu())
+                    indices.extend(kept)
         result = torch.cat(parts) if parts else torch.zeros(0, self.output_dim)
         if order is not None:  # back to the caller's order
             result = result[torch.as_tensor(indices, dtype=torch.long).argsort()]
