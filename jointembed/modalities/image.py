@@ -1,4 +1,5 @@
-"""Images: a path, bytes, a PIL image or an array → RGB → resized, centre-cropped square in [0, 1]."""
+"""Images: a path, bytes, a PIL image or an array → upright RGB (transparency composited) → resized, centre-cropped
+square in [0, 1]."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from jointembed.data.media import decode_image
+from jointembed.config import check_at_least
+from jointembed.data.media import decode_image, rgb_colour
 from jointembed.modalities.base import Modality
 from jointembed.registry import register_modality
 
@@ -63,25 +65,51 @@ class ImageModality(Modality):
     :func:`~jointembed.data.media.decode_image`: 16-bit and float images are scaled, never clipped).
     Batch: ``FloatTensor (n, 3, image_size, image_size)``.
 
+    Images are decoded as a person sees them, in training and inference alike: turned upright by their EXIF
+    orientation (a phone photo stored sideways), and transparent pixels (RGBA, gray + alpha, a palette or colour
+    marked transparent) composited over ``background``. An image of more than ``max_pixels`` pixels is refused
+    from its header, before its pixels are decoded (a 17 KB PNG can declare 12000x12000 pixels); the refusal is a
+    :class:`~jointembed.data.media.BadMediaError` naming the file and its size, skipped like any unreadable file.
+
     Args:
         image_size: Side of the square the shorter side is resized to and centre-cropped at.
         augment_strength: Scale of the training-only random affine transform (0 disables it).
+        background: Colour under transparent pixels: a name (``black``, ``white``...), ``#rrggbb`` or
+            ``[r, g, b]`` in 0..255. Black by default: most images store black under their transparent pixels
+            (so they read as they did before transparency was composited), and it is the paper of light-on-dark
+            digit images; use ``white`` for dark drawings or logos on a transparent background.
+        max_pixels: Largest image read, in pixels (64 million: an 8000x8000 photo, more than a 48-megapixel
+            phone's); ``None`` leaves only Pillow's own limit (about 179 million).
     """
 
-    def __init__(self, image_size: int = 32, augment_strength: float = 1.0) -> None:
+    def __init__(
+        self,
+        image_size: int = 32,
+        augment_strength: float = 1.0,
+        background: str | tuple[int, int, int] = "black",
+        max_pixels: int | None = 64_000_000,
+    ) -> None:
         super().__init__()
         self._set_config(locals())
         if image_size < 1 or augment_strength < 0:
             raise ValueError(f"need image_size >= 1 and augment_strength >= 0, got {image_size}, {augment_strength}")
+        if max_pixels is not None:
+            check_at_least("max_pixels", max_pixels, 1)
         self.image_size = image_size
+        self.background = rgb_colour(background)
+        self.max_pixels = max_pixels
         self._train = image_transform(image_size, True, augment_strength)
 
     def parse_cell(self, value: Any, base: Path, from_csv: bool) -> Path:
         return resolve_path(value, base)
 
     def decode(self, value: Any) -> torch.Tensor:
-        """Any image value → ``(3, H, W)`` uint8."""
-        return decode_image(value)
+        """Any image value → ``(3, H, W)`` uint8, upright, transparency composited over ``background``.
+
+        Raises:
+            BadMediaError: An unreadable file or bytes, or an image over ``max_pixels`` (the file is named).
+        """
+        return decode_image(value, self.background, self.max_pixels)
 
     def transform(self, decoded: torch.Tensor, train: bool = False) -> torch.Tensor:
         if train:

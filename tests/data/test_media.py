@@ -51,9 +51,12 @@ def test_png_grayscale_and_rgba_become_rgb(tmp_path: Path) -> None:
     assert image.shape == (3, 12, 10) and image.dtype == torch.uint8
     for channel in image:
         assert torch.equal(channel, torch.from_numpy(gray))
+    Image.new("RGBA", (5, 4), (10, 20, 30, 255)).save(tmp_path / "opaque.png")
+    opaque = load_image(tmp_path / "opaque.png")
+    assert opaque.shape == (3, 4, 5) and opaque[:, 0, 0].tolist() == [10, 20, 30]
+    # alpha 40/255 over the default black background: round(c * 40 / 255)
     Image.new("RGBA", (5, 4), (10, 20, 30, 40)).save(tmp_path / "rgba.png")
-    rgba = load_image(tmp_path / "rgba.png")
-    assert rgba.shape == (3, 4, 5) and rgba[:, 0, 0].tolist() == [10, 20, 30]
+    assert load_image(tmp_path / "rgba.png")[:, 0, 0].tolist() == [2, 3, 5]
 
 
 def test_missing_files_name_the_file(tmp_path: Path) -> None:
