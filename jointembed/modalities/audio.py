@@ -14,13 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from jointembed.data.media import decode_audio
+from jointembed.data.media import audio_length, decode_audio
 from jointembed.modalities.base import Modality
 from jointembed.modalities.decode_cache import DecodeCache
 from jointembed.modalities.image import resolve_path
 from jointembed.registry import register_modality
 
-__all__ = ["AudioModality", "pack_audio"]
+__all__ = ["AudioModality", "pack_audio", "WHOLE_CLIP_SECONDS"]
+
+#: Files up to this long (or up to ``max_seconds``) are decoded whole and cached; of a longer file only the
+#: window used is read. A minute of 48 kHz stereo is 23 MB decoded: bounded, and worth caching across epochs.
+WHOLE_CLIP_SECONDS = 60.0
 
 
 def pack_audio(waves: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -43,7 +47,10 @@ class AudioModality(Modality):
 
     Files are decoded once: the whole mono clip at ``sample_rate`` is cached by file path, size and modification
     time (crops and gains are drawn afresh from it each time). The cache settings belong to the machine, not to
-    the model: they are not saved with it (a loaded model caches in memory with the defaults).
+    the model: they are not saved with it (a loaded model caches in memory with the defaults). Of a file longer
+    than ``WHOLE_CLIP_SECONDS`` (a minute) that is cropped, only the window used is read from disk, each time.
+    Samples that are NaN, infinite or beyond ``±2^32`` (after averaging and resampling too) are a
+    :class:`~jointembed.data.media.BadMediaError` naming the file: they would embed as NaN.
 
     Args:
         sample_rate: Rate in Hz; ``None`` takes the bound audio encoder's (the one place it is set).
@@ -112,22 +119,54 @@ class AudioModality(Modality):
             raise ValueError("the audio input has no sample_rate: set it, or bind it to an audio encoder")
         return self.sample_rate
 
+    def _tag(self) -> str:
+        # the cache tag names the decoder's version: bump it when decode_audio's output changes
+        return f"audio-v1-{self._rate()}"
+
     def decode(self, value: Any) -> torch.Tensor:
-        """Any audio value → mono float32 ``(T,)`` at ``sample_rate`` (files through the cache)."""
+        """Any audio value → mono float32 ``(T,)`` at ``sample_rate``, the whole clip (files through the cache).
+
+        Raises:
+            BadMediaError: An unreadable file or bytes, or NaN, infinite or impossibly large samples.
+        """
         rate = self._rate()
         if isinstance(value, (str, PathLike)) and self.cache.enabled:
-            # the tag names the decoder's version: bump it when decode_audio's output changes
-            return self.cache.get(value, f"audio-v1-{rate}", lambda path: decode_audio(path, rate))
+            return self.cache.get(value, self._tag(), lambda path: decode_audio(path, rate))
         return decode_audio(value, rate)
+
+    def load(self, value: Any, train: bool = False) -> torch.Tensor:
+        """``transform(decode(value), train)``, except that of a file (or bytes) longer than
+        ``max(max_seconds, 60 s)`` only the window that is used is read (the middle, or a random one when
+        training, as ``transform`` crops), so an hour-long recording costs one window, not its whole length.
+        Shorter files are decoded whole, once, through the cache."""
+        limit = self._crop_length(train)
+        if limit is None or not isinstance(value, (str, PathLike, bytes, bytearray)):
+            return self.transform(self.decode(value), train)
+        if isinstance(value, (str, PathLike)) and self.cache.enabled:
+            cached = self.cache.lookup(value, self._tag())  # a short file decoded before: no header to read
+            if cached is not None:
+                return self.transform(cached, train)
+        rate = self._rate()
+        total = audio_length(value, rate)
+        if total is None or total <= max(limit, round(WHOLE_CLIP_SECONDS * rate)):
+            return self.transform(self.decode(value), train)
+        spare = total - limit
+        start = int(torch.randint(0, spare + 1, ())) if train else spare // 2  # as transform would crop
+        return self.transform(decode_audio(value, rate, window=(start, limit)), train)
+
+    def _crop_length(self, train: bool) -> int | None:
+        """Samples ``transform`` crops a clip to, or ``None`` when it keeps whole clips."""
+        if self.max_seconds is None or not (train or self.crop_eval):
+            return None
+        return max(1, round(self.max_seconds * self._rate()))
 
     def transform(self, decoded: torch.Tensor, train: bool = False) -> torch.Tensor:
         wave = decoded
-        if self.max_seconds is not None and (train or self.crop_eval):
-            limit = max(1, round(self.max_seconds * self._rate()))
-            if wave.numel() > limit:
-                spare = wave.numel() - limit
-                start = int(torch.randint(0, spare + 1, ())) if train else spare // 2
-                wave = wave[start : start + limit]
+        limit = self._crop_length(train)
+        if limit is not None and wave.numel() > limit:
+            spare = wave.numel() - limit
+            start = int(torch.randint(0, spare + 1, ())) if train else spare // 2
+            wave = wave[start : start + limit]
         if train and self.gain_db > 0:
             decibels = (torch.rand(()) * 2 - 1) * self.gain_db
             wave = wave * torch.pow(10.0, decibels / 20)

@@ -96,12 +96,36 @@ class DecodeCache:
             tag: How it is decoded (decoder version and settings): entries of other tags are other entries.
             decode: ``path`` → tensor; its errors propagate and nothing is kept.
         """
+        key = self._key(path, tag)
+        if key is None:
+            return decode(Path(path))
+        found = self._find(*key)
+        if found is not None:
+            return found
+        self.misses += 1
+        tensor = decode(Path(path)).contiguous()
+        self._write_disk(*key, tensor)
+        self._keep(*key, tensor)
+        return tensor.clone()
+
+    def lookup(self, path: str | os.PathLike, tag: str) -> torch.Tensor | None:
+        """The cached tensor of ``path`` (a copy), from memory or disk, or ``None`` when it is not cached (or the
+        file cannot be looked at); nothing is decoded and a miss is not counted."""
+        key = self._key(path, tag)
+        return None if key is None else self._find(*key)
+
+    @staticmethod
+    def _key(path: str | os.PathLike, tag: str) -> tuple[tuple[str, str], tuple[int, int]] | None:
+        """``((real path, tag), (size, mtime))`` of ``path``, or ``None`` when it cannot be looked at."""
         try:
             real = os.path.realpath(path)
             stat = os.stat(real)
         except OSError:
-            return decode(Path(path))
-        name, version = (real, tag), (stat.st_size, stat.st_mtime_ns)
+            return None
+        return (real, tag), (stat.st_size, stat.st_mtime_ns)
+
+    def _find(self, name: tuple[str, str], version: tuple[int, int]) -> torch.Tensor | None:
+        """A copy of the entry from memory, else from disk (then also kept in memory), else ``None``."""
         with self._lock:
             found = self._memory.get(name)
             if found is not None and found[0] == version:
@@ -109,12 +133,9 @@ class DecodeCache:
                 self.hits += 1
                 return found[1].clone()
         tensor = self._read_disk(name, version)
-        if tensor is not None:
-            self.disk_hits += 1
-        else:
-            self.misses += 1
-            tensor = decode(Path(path)).contiguous()
-            self._write_disk(name, version, tensor)
+        if tensor is None:
+            return None
+        self.disk_hits += 1
         self._keep(name, version, tensor)
         return tensor.clone()
 
