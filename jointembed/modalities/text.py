@@ -1,13 +1,16 @@
-"""Text: strings, passed to the text encoder, which tokenises them with its own tokenizer."""
+"""Text: strings, passed to the text encoder, which tokenises them with its own tokenizer. A text with nothing to
+embed (empty, whitespace, or no word the encoder reads) is refused by default: it would embed to one shared vector."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from jointembed.data.media import EmptyInputError
 from jointembed.modalities.base import Modality
 from jointembed.registry import register_modality
 
@@ -23,14 +26,31 @@ class TextModality(Modality):
 
     Raw values: ``str`` (or UTF-8 ``bytes``). Batch: ``list[str]``.
 
+    A text with nothing to embed is an :class:`~jointembed.data.media.EmptyInputError` naming it (the data
+    module and ``embed`` add the row; ``on_bad_file="skip"`` and ``embed_readable`` skip it): an empty or
+    whitespace-only text, or, for an encoder that reads only words (``scratch_text``: ``\\w+`` runs), a text
+    with none (``"😀"``, ``"?!"``). Each would embed to one vector shared by all of them, which a classifier
+    answers with confidence. (A manifest's empty cell is a missing value, not an empty text.)
+
     Args:
         strip: Remove leading and trailing whitespace.
+        empty: ``error`` refuses a text with nothing to embed; ``allow`` embeds it (as the shared vector).
     """
 
-    def __init__(self, strip: bool = True) -> None:
+    def __init__(self, strip: bool = True, empty: Literal["error", "allow"] = "error") -> None:
         super().__init__()
         self._set_config(locals())
+        if empty not in ("error", "allow"):
+            raise ValueError(f"empty must be 'error' or 'allow', got {empty!r}")
         self.strip = strip
+        self.empty = empty
+        self._words: re.Pattern[str] | None = None  # the bound encoder's word pattern, if it reads only words
+
+    def bind(self, encoder: torch.nn.Module, field: str) -> None:
+        """Take the encoder's ``word_pattern`` (an encoder that reads only words declares it), so a text with no
+        word is refused here, naming it, rather than embedded as the encoder's one empty text."""
+        pattern = getattr(encoder, "word_pattern", None)
+        self._words = pattern if isinstance(pattern, re.Pattern) else None
 
     def parse_cell(self, value: Any, base: Path, from_csv: bool) -> str:
         if not isinstance(value, str):
@@ -43,6 +63,7 @@ class TextModality(Modality):
         Raises:
             TypeError: Not a string or bytes.
             ValueError: Bytes that are not UTF-8.
+            EmptyInputError: A text with nothing to embed (see the class docstring), unless ``empty="allow"``.
         """
         if isinstance(value, (bytes, bytearray)):
             try:
@@ -51,7 +72,22 @@ class TextModality(Modality):
                 raise ValueError(f"text bytes are not UTF-8: {error}") from None
         if not isinstance(value, str):
             raise TypeError(f"text must be a str, got {type(value).__name__} ({value!r:.60})")
+        if self.empty == "error":
+            self._refuse_empty(value)
         return value.strip() if self.strip else value
+
+    def _refuse_empty(self, text: str) -> None:
+        if not text.strip():
+            what = "an empty text" if not text else f"a whitespace-only text ({text!r:.40})"
+        elif self._words is not None and not self._words.search(text):
+            what = f"the text {text!r:.60} has no word (letters or digits) for the text encoder to read"
+        else:
+            return
+        reason = (
+            f"{what}: nothing to embed (every such text embeds to one shared vector); "
+            "set the text input's empty: allow to embed it anyway"
+        )
+        raise EmptyInputError(reason, reason=reason)
 
     def collate(self, items: Sequence[str]) -> list[str]:
         return list(items)

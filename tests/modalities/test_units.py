@@ -111,7 +111,13 @@ def test_integer_ids_are_kept_and_checked() -> None:
         ids.load([-1])
     with pytest.raises(ValueError, match=r"ID 10 is outside"):
         ids.load([10])
-    assert ids.get_config() == {"unknown": "oov", "mode": "integer", "num_ids": 10, "vocabulary": None}
+    assert ids.get_config() == {
+        "unknown": "oov",
+        "mode": "integer",
+        "num_ids": 10,
+        "vocabulary": None,
+        "empty": "error",
+    }
 
 
 def test_ids_with_no_keys_stay_unfitted_and_rebuild_from_config() -> None:
@@ -223,8 +229,11 @@ def test_decode_image_uint8_arrays_pil_and_bytes() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
     expected = torch.from_numpy(rgb).permute(2, 0, 1)
     assert torch.equal(decode_image(rgb), expected)  # numpy (H, W, C)
-    rgba = np.concatenate([rgb, np.full((4, 5, 1), 7, np.uint8)], axis=2)
-    assert torch.equal(decode_image(rgba), expected)  # alpha dropped
+    opaque = np.concatenate([rgb, np.full((4, 5, 1), 255, np.uint8)], axis=2)
+    assert torch.equal(decode_image(opaque), expected)  # opaque alpha changes nothing
+    faint = np.concatenate([rgb, np.full((4, 5, 1), 7, np.uint8)], axis=2)
+    faded = torch.from_numpy(np.rint(rgb * (7 / 255)).astype(np.uint8)).permute(2, 0, 1)
+    assert torch.equal(decode_image(faint), faded)  # composited over the default black
     gray = decode_image(rgb[..., 0])
     assert gray.shape == (3, 4, 5) and all(torch.equal(c, expected[0]) for c in gray)
     assert torch.equal(decode_image(Image.fromarray(rgb)), expected)
