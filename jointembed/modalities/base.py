@@ -87,7 +87,9 @@ class Modality(abc.ABC):
 
         Raises:
             TypeError: A value of a kind this unit does not read (the message lists those it does).
-            jointembed.data.media.BadMediaError: A file that is missing, unreadable or corrupt.
+            jointembed.data.media.BadMediaError: A file that is missing, unreadable, corrupt or too large, or a
+                value this unit refuses to embed, such as an empty text (``EmptyInputError``); the data module
+                and ``embed_readable`` skip these and report them by row where told to.
         """
 
     def transform(self, decoded: Any, train: bool = False) -> Any:
