@@ -171,36 +171,59 @@ def _holder(path: Path) -> str:
     return text[:200] or "another process"
 
 
+def _lock_file_at(path: Path) -> int | None:
+    """Open ``path`` (creating it) and take its OS lock without waiting: the open file, or ``None`` when another
+    process holds it or the file we locked is no longer the one at ``path`` (its holder removed it on release)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if _try_os_lock(fd):
+            mine, there = os.fstat(fd), os.stat(path) if os.path.exists(path) else None
+            if there is not None and (mine.st_ino, mine.st_dev) == (there.st_ino, there.st_dev):
+                return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
 def _acquire_os_lock(
     path: Path, folder: Path, timeout: float | None, deadline: float | None, on_wait: Callable[[str], None] | None
 ) -> int:
-    """Open ``path`` and wait for its OS lock until ``deadline`` (``time.monotonic``; ``None``: for ever); then
-    record this process as the holder (``timeout`` is for the message).
+    """Wait for the OS lock of ``path`` until ``deadline`` (``time.monotonic``; ``None``: for ever); then record
+    this process as the holder in the file (``timeout`` is for the message).
 
     Raises:
         ConcurrentWriteError: The lock was still held at the deadline.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    delay, told = 0.01, False
+    while (fd := _lock_file_at(path)) is None:
+        if on_wait is not None and not told:
+            on_wait(_holder(path))
+            told = True
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ConcurrentWriteError(
+                f"{folder} is being written by {_holder(path)} (lock file {path}), still after waiting "
+                f"{timeout:g} s; try again when it has finished"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
     try:
-        delay, told = 0.01, False
-        while not _try_os_lock(fd):
-            if on_wait is not None and not told:
-                on_wait(_holder(path))
-                told = True
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ConcurrentWriteError(
-                    f"{folder} is being written by {_holder(path)} (lock file {path}), still after waiting "
-                    f"{timeout:g} s; try again when it has finished"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {_HOST}\n".encode())
     except BaseException:
-        os.close(fd)
+        _release_os_lock(fd, path)
         raise
     return fd
+
+
+def _release_os_lock(fd: int, path: Path) -> None:
+    """Remove the lock file while still holding it (a process that locked the removed file sees that it is no
+    longer the one at ``path`` and tries again), then release it by closing it."""
+    with contextlib.suppress(OSError):  # Windows cannot remove an open file: it stays, which is harmless
+        os.unlink(path)
+    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -212,7 +235,8 @@ def folder_lock(
     """Hold ``folder``'s lock: one process (and one thread) at a time saves or updates the folder.
 
     The lock is an OS file lock on ``.<name>.lock`` beside the folder (``flock``; released by the OS when the
-    holder exits or is killed, so it is never stale; the file itself stays). It is re-entrant within a thread:
+    holder exits or is killed, so it is never stale). The holder removes the file when it is done; one left by
+    a killed holder is harmless and reused. It is re-entrant within a thread:
     :func:`atomic_write_folder` inside an update that holds it does not wait for itself.
 
     Args:
@@ -243,7 +267,7 @@ def folder_lock(
         finally:
             held.depth -= 1
             if held.depth == 0 and held.fd is not None:
-                os.close(held.fd)  # closing releases the OS lock
+                _release_os_lock(held.fd, path)
                 held.fd = None
     finally:
         held.thread_lock.release()
