@@ -35,8 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text", nargs="+", action="extend", default=[], help="texts to embed")
     parser.add_argument("--field", help="embed FILES / --text with this field (when the model has several)")
     out = parser.add_argument_group("output (one of)")
-    out.add_argument("--index", help="index folder: created, or updated in place (same key: replaced)")
-    out.add_argument("--out", help="write OUT.npy (vectors) and OUT.jsonl (key, modality, metadata per row)")
+    out.add_argument(
+        "--index",
+        help="index folder: created, or updated in place (same key: replaced); runs updating one index take turns",
+    )
+    out.add_argument(
+        "--out",
+        help="write OUT.npy (vectors), OUT.jsonl (key, modality, metadata per row) and OUT.json (the pair's header, "
+        "written last: Entries.load refuses a pair a failed run left mismatched)",
+    )
     index = parser.add_argument_group("new index")
     index.add_argument("--backend", default="exact", help="exact (default), flat, hnsw, ivf_flat, ivf_pq (FAISS)")
     index.add_argument(

@@ -5,7 +5,8 @@ field finds the nearest entries of every field (or of one, with ``modality=``). 
 default and uses FAISS (flat, HNSW, IVF) by name when the ``faiss`` extra is installed. The saved folder:
 
 - ``index.json``: format, version, dimension, metric, backend and its options, the model that made the
-  vectors (its weights' fingerprint and name), and each file's size and SHA-256 (written last);
+  vectors (its weights' fingerprint and name), each file's size and SHA-256, and a revision id that every save
+  renews (written last);
 - ``vectors.npy``: ``(n, D)`` float32 rows;
 - ``entries.jsonl``: one line a row: key, modality, metadata, and whether it is live (deleted rows of an HNSW or
   IVF index stay in its graph until :meth:`EmbeddingIndex.compact`; their key and metadata are not kept);
