@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from jointembed.config import check_at_least
 from jointembed.data.manifest import Manifest, ManifestRow
 from jointembed.data.multimodal import MultimodalDataModule, OnBadFile
 from jointembed.errors import DataFormatError
@@ -171,8 +172,8 @@ class ClassFolderDataModule(MultimodalDataModule):
             raise ValueError(f"test_fold and val_fold are both {test_fold}: validate on another fold, or on none")
         if on_bad_file not in ("error", "skip"):
             raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        check_at_least("batch_size", batch_size, 1)
+        check_at_least("num_workers", num_workers, 0)
         self.save_hyperparameters()
         fields = {file_field: file_type} | ({text_field: "text"} if text_field else {})
         self.hparams.update(fields=fields, label_names=None)  # what the base class's methods read

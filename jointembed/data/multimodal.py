@@ -29,6 +29,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from jointembed.config import check_at_least
 from jointembed.data.manifest import DEFAULT_FIELDS, ClassIndex, Manifest, ManifestRow, read_manifest, split_rows
 from jointembed.data.media import BadMediaError
 from jointembed.data.sampling import EpochShuffler
@@ -276,8 +277,8 @@ class MultimodalDataModule(LightningDataModule):
             raise ValueError(f"split_by must be None, 'group' or 'label', got {split_by!r}")
         if on_bad_file not in ("error", "skip"):
             raise ValueError(f"on_bad_file must be 'error' or 'skip', got {on_bad_file!r}")
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        check_at_least("batch_size", batch_size, 1)
+        check_at_least("num_workers", num_workers, 0)
         self.save_hyperparameters()
         self._manifests: dict[str, tuple[Manifest, list[ManifestRow]]] | None = None
         self.fields: dict[str, Modality] = {}

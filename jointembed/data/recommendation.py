@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jointembed.baselines import EASE, PopularityRecommender
+from jointembed.config import check_at_least, check_positive
 from jointembed.data.interactions import (
     Histories,
     Interactions,
@@ -292,6 +293,9 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
                 )
         if recent_items < 0:
             raise ValueError(f"recent_items must be >= 0, got {recent_items}")
+        check_at_least("batch_size", batch_size, 1)
+        check_at_least("eval_batch_size", eval_batch_size, 1)
+        check_at_least("num_workers", num_workers, 0)
         self.target_fraction = target_fraction
         self.recent_items = recent_items
         self.protocol, self.held_out_fraction, self.holdout_fraction = protocol, held_out_fraction, holdout_fraction
@@ -481,6 +485,7 @@ class MovieWorldDataModule(InteractionsDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_positive("temperature", temperature)
         self.world_args = {
             "genre_accuracy": genre_accuracy,
             "num_movies": num_movies,

@@ -8,6 +8,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from jointembed.config import check_at_least
+
 __all__ = ["SplitDataModule"]
 
 
@@ -25,6 +27,8 @@ class SplitDataModule(LightningDataModule):
 
     def __init__(self, collate_fn: Callable, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
+        check_at_least("batch_size", batch_size, 1)
+        check_at_least("num_workers", num_workers, 0)
         self.collate_fn = collate_fn
         self.batch_size = batch_size
         self.num_workers = num_workers

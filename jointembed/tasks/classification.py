@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from jointembed.callbacks import refuse_unsized_copy
+from jointembed.config import check_non_negative, check_positive
 from jointembed.data.digit_images import DigitImagePreprocessing
 from jointembed.models.digit_classifier import DigitClassifier
 from jointembed.models.embedding_net import EmbeddingNet
@@ -76,6 +77,8 @@ class ClassificationTask(LightningModule):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        check_positive("lr", lr)
+        check_non_negative("weight_decay", weight_decay)
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if None not in (num_classes, model.out_features) and model.out_features != num_classes:

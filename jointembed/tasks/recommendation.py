@@ -28,6 +28,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from jointembed.callbacks import refuse_unsized_copy
+from jointembed.config import check_at_least, check_non_negative, check_positive
 from jointembed.losses.sampled_softmax import CatalogueLoss, catalogue_losses, create_catalogue_loss
 from jointembed.metrics.ranking import evaluate_rankings
 from jointembed.models.recommender import Recommender
@@ -195,12 +196,14 @@ class RecommendationTask(LightningModule):
         optimizer: OptimizerName = "lazy_adam",
     ) -> None:
         super().__init__()
+        check_positive("lr", lr)
+        check_positive("dense_lr", dense_lr)
+        check_non_negative("weight_decay", weight_decay)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
         if loss not in catalogue_losses():
             raise ValueError(f"loss must be a registered catalogue loss {catalogue_losses()}, got {loss!r}")
-        if eval_k < 1:
-            raise ValueError(f"eval_k must be >= 1, got {eval_k}")
+        check_at_least("eval_k", eval_k, 1)
         if model.sized and eval_k > model.num_items:  # else bind_data checks it once the model is sized
             raise ValueError(f"eval_k must be in [1, {model.num_items}] (the catalogue size), got {eval_k}")
         # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.

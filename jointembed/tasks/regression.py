@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection
 
 from jointembed.callbacks import refuse_unsized_copy
+from jointembed.config import check_non_negative, check_positive
 from jointembed.data.housing_features import HousingFeaturizer
 from jointembed.models.embedding_net import EmbeddingNet
 from jointembed.models.house_price import HousePricePredictor
@@ -72,6 +73,8 @@ class RegressionTask(LightningModule):
 
     def __init__(self, model: EmbeddingNet, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
         super().__init__()
+        check_positive("lr", lr)
+        check_non_negative("weight_decay", weight_decay)
         if model.out_features not in (None, 1):
             raise ValueError(f"a regression model needs out_features=1, got {model.out_features}")
         # The model is not a hyperparameter: its weights are in the checkpoint, its configuration in config.yaml.
