@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from jointembed.data.text_files import not_utf8
 from jointembed.errors import DataFormatError
 from jointembed.sparse import SparseBatch
 
@@ -129,24 +130,36 @@ def read_csv_columns(
     """
     _check_on_missing(on_missing)
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel starts a UTF-8 CSV with a byte-order mark
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise DataFormatError(f"{path}: the file is empty (expected a header row naming the columns)")
-        header = [name.strip() for name in header]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DataFormatError(f"{path}, line 1: the header lacks column(s) {missing}; it has {header}")
-        positions = [header.index(c) for c in columns]
-        rows, lines = [], []
-        for line, fields in enumerate(reader, start=2):
-            if not fields:  # a blank line
-                continue
-            if len(fields) != len(header):  # too many shifts the columns as surely as too few
-                raise DataFormatError(f"{path}, line {line}: expected {len(header)} fields, got {len(fields)}")
-            rows.append([parse_number(fields[p], f"{path}, line {line}", header[p], on_missing) for p in positions])
-            lines.append(line)
+        try:
+            return _read_columns(path, reader, columns, on_missing)
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+        except csv.Error as err:  # e.g. a field over the csv module's size limit
+            raise DataFormatError(f"{path}, line {reader.line_num}: not a CSV row ({err})") from None
+
+
+def _read_columns(
+    path: Path, reader: Any, columns: Sequence[str], on_missing: OnMissing
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The body of :func:`read_csv_columns`, over the file's ``csv.reader``."""
+    header = next(reader, None)
+    if header is None:
+        raise DataFormatError(f"{path}: the file is empty (expected a header row naming the columns)")
+    header = [name.strip() for name in header]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataFormatError(f"{path}, line 1: the header lacks column(s) {missing}; it has {header}")
+    positions = [header.index(c) for c in columns]
+    rows, lines = [], []
+    for line, fields in enumerate(reader, start=2):
+        if not fields:  # a blank line
+            continue
+        if len(fields) != len(header):  # too many shifts the columns as surely as too few
+            raise DataFormatError(f"{path}, line {line}: expected {len(header)} fields, got {len(fields)}")
+        rows.append([parse_number(fields[p], f"{path}, line {line}", header[p], on_missing) for p in positions])
+        lines.append(line)
     if not rows:
         raise DataFormatError(f"{path}: no data rows after the header")
     return tuple(header), np.asarray(rows, dtype=np.float64), np.asarray(lines, dtype=np.int64)
@@ -165,7 +178,7 @@ def parse_number(value: Any, where: str, column: str, on_missing: OnMissing) -> 
         DataFormatError: The value is not a finite number, or is missing where that is not allowed; the message
             names ``where`` and the column.
     """
-    shown = repr(value.strip() if isinstance(value, str) else value)
+    shown = f"{value.strip() if isinstance(value, str) else value!r:.60}"  # one field's value, shortened
     if isinstance(value, str) and value.strip().lower() not in _MISSING_TOKENS:
         try:
             number = float(value.strip())

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from jointembed.data.text_files import json_kind, not_utf8
 from jointembed.errors import DataFormatError
 from jointembed.modalities.ids import parse_id_list
 
@@ -124,7 +125,7 @@ def _csv_key(cell: str) -> Key:
 
 def _check_key(value: Any, column: str, path: Path, row: int) -> Key:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise _fail(path, row, f"column {column!r} must be an integer or a string, got {value!r}")
+        raise _fail(path, row, f"column {column!r} must be an integer or a string, got {value!r:.60}")
     return value
 
 
@@ -137,40 +138,47 @@ def _make_row(raw: dict[str, Any], path: Path, row: int, csv_cells: bool) -> Man
             value = cells.pop(column)
             keys[column] = _check_key(_csv_key(value) if csv_cells else value, column, path, row)
     if not cells:
-        raise _fail(path, row, f"the row has no cell besides {', '.join(KEY_COLUMNS)}: {raw!r:.200}")
+        others = [repr(column) for column in raw if column not in KEY_COLUMNS]
+        empty = f" ({', '.join(others)} empty)" if others else ""
+        raise _fail(path, row, f"the row has no cell besides {', '.join(KEY_COLUMNS)}{empty}")
     return ManifestRow(row=row, cells=cells, **keys)
 
 
 def _read_jsonl(path: Path) -> list[ManifestRow]:
+    # Messages name the line and the parser's reason, never the line itself: it is a row of someone's data.
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Windows editors write one) is not JSON
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as err:
-                problem = f"invalid JSON ({err.msg} at column {err.colno}): {line.strip()!r:.200}"
-                raise _fail(path, number, problem) from err
+                raise _fail(
+                    path, number, f"invalid JSON at column {err.colno}: {err.msg.removesuffix(' at')}"
+                ) from None
             if not isinstance(raw, dict):
-                raise _fail(path, number, f"expected a JSON object, got {type(raw).__name__}: {line.strip()!r:.200}")
+                raise _fail(path, number, f"expected a JSON object {{...}}, got {json_kind(raw)}")
             rows.append(_make_row(raw, path, number, csv_cells=False))
     return rows
 
 
 def _read_csv(path: Path) -> list[ManifestRow]:
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: Excel starts a UTF-8 CSV with a byte-order mark
         reader = csv.DictReader(f, restkey=_EXTRA)
-        if reader.fieldnames is None:
-            raise DataFormatError(f"{path}: the CSV file is empty; expected a header naming the columns")
-        if blank := [i + 1 for i, name in enumerate(reader.fieldnames) if not name.strip()]:
-            raise DataFormatError(f"{path}, header: column {blank[0]} has no name")
-        rows = []
-        for number, raw in enumerate(reader, start=1):
-            if _EXTRA in raw:
-                width = len(reader.fieldnames)
-                raise _fail(path, number, f"{width + len(raw[_EXTRA])} cells for a header of {width} columns")
-            rows.append(_make_row(raw, path, number, csv_cells=True))
+        try:
+            if reader.fieldnames is None:
+                raise DataFormatError(f"{path}: the CSV file is empty; expected a header naming the columns")
+            if blank := [i + 1 for i, name in enumerate(reader.fieldnames) if not name.strip()]:
+                raise DataFormatError(f"{path}, header: column {blank[0]} has no name")
+            rows = []
+            for number, raw in enumerate(reader, start=1):
+                if _EXTRA in raw:
+                    width = len(reader.fieldnames)
+                    raise _fail(path, number, f"{width + len(raw[_EXTRA])} cells for a header of {width} columns")
+                rows.append(_make_row(raw, path, number, csv_cells=True))
+        except csv.Error as err:  # e.g. a field over the csv module's size limit
+            raise DataFormatError(f"{path}, line {reader.reader.line_num}: not a CSV row ({err})") from None
     return rows
 
 
@@ -179,20 +187,21 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        DataFormatError: An unsupported extension, invalid JSON, a label or group of the wrong type, a CSV row
-            with more cells than the header, or a row with no cell besides label and group; the message names
-            the file, the line or row, and the column.
+        DataFormatError: An unsupported extension, a file that is not UTF-8, invalid JSON, a label or group of
+            the wrong type, a CSV row with more cells than the header, or a row with no cell besides label and
+            group; the message names the file, the line or row, the column and the parser's reason, never the
+            line's content.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        rows = _read_jsonl(path)
-    elif suffix == ".csv":
-        rows = _read_csv(path)
-    else:
+    if suffix not in (".jsonl", ".json", ".csv"):
         raise DataFormatError(f"{path}: unsupported manifest extension {suffix!r}; use .jsonl, .json or .csv")
+    try:
+        rows = _read_csv(path) if suffix == ".csv" else _read_jsonl(path)
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     return Manifest(path, tuple(rows))
 
 

@@ -185,9 +185,8 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as err:
                 name = encoding.removesuffix("-sig").upper()
-                text = raw.decode(encoding, errors="replace").rstrip("\r\n")
                 raise _error(
-                    path, number, f"byte {raw[err.start]:#04x} at column {err.start + 1} is not {name}", text
+                    path, number, f"byte {raw[err.start]:#04x} at column {err.start + 1} is not {name}"
                 ) from err
             line = line.rstrip("\r\n")
             if line.strip():
@@ -217,21 +216,27 @@ def _movie_file_encoding(path: Path) -> str:
         raise _error(
             path,
             number,
-            f"the file mixes encodings: this line and {counts[odd] - 1} more are {kinds[odd]}, line {other} "
-            f"({other_raw.decode('latin-1').strip()[:80]!r} read as Latin-1) and {counts[not odd] - 1} more "
-            f"are {kinds[not odd]}; re-save the file in one encoding",
-            raw.decode("latin-1").rstrip("\r\n"),
+            f"the file mixes encodings: this line ({_first_non_ascii(raw)}) and {counts[odd] - 1} more are "
+            f"{kinds[odd]}, line {other} ({_first_non_ascii(other_raw)}) and {counts[not odd] - 1} more are "
+            f"{kinds[not odd]}; re-save the file in one encoding",
         )
     return "utf-8" if counts[True] else "latin-1"
 
 
-def _check_int64(path: Path, number: int, line: str, what: str, value: int) -> None:
+def _first_non_ascii(raw: bytes) -> str:
+    column = next(i for i, byte in enumerate(raw) if byte > 0x7F)
+    return f"byte {raw[column]:#04x} at column {column + 1}"
+
+
+def _check_int64(path: Path, number: int, what: str, value: int) -> None:
     if not _INT64_MIN <= value <= _INT64_MAX:
-        raise _error(path, number, f"{what} {value} does not fit in a 64-bit integer", line)
+        raise _error(path, number, f"{what} {value} does not fit in a 64-bit integer")
 
 
-def _error(path: Path, number: int, message: str, line: str) -> DataFormatError:
-    return DataFormatError(f"{path}, line {number}: {message}; got {line[:200]!r}")
+def _error(path: Path, number: int, message: str) -> DataFormatError:
+    # The file's line is not echoed: the message names the file, the line, the field and its bad value, and
+    # showing a whole row of someone's data (or a line that is not text at all) helps no one.
+    return DataFormatError(f"{path}, line {number}: {message}")
 
 
 def _parse_ratings(
@@ -245,21 +250,19 @@ def _parse_ratings(
     for number, line in rows:
         fields = split(line)
         if len(fields) != 4:
-            raise _error(path, number, f"expected 4 fields {layout}, found {len(fields)}", line)
+            raise _error(path, number, f"expected 4 fields {layout}, found {len(fields)}")
         try:
             user, item, star, time = int(fields[0]), int(fields[1]), float(fields[2]), int(fields[3])
         except ValueError as err:
-            raise _error(
-                path, number, f"expected integer IDs, a numeric rating and an integer time {layout}", line
-            ) from err
+            raise _error(path, number, f"{_bad_rating_field(fields)} {layout}") from err
         if not (
             _INT64_MIN <= user <= _INT64_MAX and _INT64_MIN <= item <= _INT64_MAX and _INT64_MIN <= time <= _INT64_MAX
         ):
             # one chained test per row keeps the common case cheap; then name the culprit
             for what, value in (("user ID", user), ("movie ID", item), ("timestamp", time)):
-                _check_int64(path, number, line, what, value)
+                _check_int64(path, number, what, value)
         if not -_FLOAT32_MAX <= star <= _FLOAT32_MAX:  # also false for NaN
-            raise _error(path, number, f"rating {fields[2]!r} is not a finite 32-bit float", line)
+            raise _error(path, number, f"rating {fields[2]!r} is not a finite 32-bit float")
         users.append(user)
         items.append(item)
         stars.append(star)
@@ -272,6 +275,19 @@ def _parse_ratings(
         np.array(stars, dtype=np.float32),
         np.array(times, dtype=np.int64),
     )
+
+
+_RATING_FIELDS = (("user ID", int), ("movie ID", int), ("rating", float), ("timestamp", int))
+
+
+def _bad_rating_field(fields: list[str]) -> str:
+    """Which of a ratings row's 4 fields does not parse, and its value (shortened)."""
+    for number, ((name, parse), value) in enumerate(zip(_RATING_FIELDS, fields, strict=True), start=1):
+        try:
+            parse(value)
+        except ValueError:
+            return f"field {number} ({name}) {value[:40]!r} is not {'a number' if parse is float else 'an integer'}"
+    return "a field does not parse"  # unreachable: the caller's parse failed on one of them
 
 
 def _read_ratings_100k(path: Path) -> tuple[np.ndarray, ...]:
@@ -304,31 +320,31 @@ def _check_header(path: Path, rows: Iterator[tuple[int, str]], expected: str) ->
     if first is None:
         raise DataFormatError(f"{path} is empty: expected the header {expected!r}")
     number, line = first
-    if line.replace(" ", "") != expected:
-        raise _error(path, number, f"expected the header {expected!r}", line)
+    if line.replace(" ", "") != expected:  # a header names columns: showing it holds none of the user's data
+        raise _error(path, number, f"expected the header {expected!r}, found {line[:100]!r}")
 
 
-def _add_movie(movies: Movies, path: Path, number: int, line: str, raw: str, title: str, genres: tuple) -> int:
+def _add_movie(movies: Movies, path: Path, number: int, raw: str, title: str, genres: tuple) -> int:
     try:
         movie = int(raw)
     except ValueError as err:
-        raise _error(path, number, f"movie ID {raw!r} is not an integer", line) from err
-    _check_int64(path, number, line, "movie ID", movie)
+        raise _error(path, number, f"movie ID {raw!r} is not an integer") from err
+    _check_int64(path, number, "movie ID", movie)
     if movie in movies:
-        raise _error(path, number, f"movie ID {movie} appears a second time", line)
+        raise _error(path, number, f"movie ID {movie} appears a second time")
     movies[movie] = (title, genres)
     return movie
 
 
-MovieRows = Iterator[tuple[int, str, str, str, tuple[str, ...]]]  # (line number, line, raw ID, title, genres)
+MovieRows = Iterator[tuple[int, str, str, tuple[str, ...]]]  # (line number, raw ID, title, genres)
 
 
 def _read_movies(fmt: str, folder: Path) -> Movies:
     path = folder / MOVIELENS_FILES[fmt][1]
     movies: Movies = {}
     untitled: list[tuple[int, int]] = []  # (line number, movie ID) of rows with an empty title
-    for number, line, raw, title, genres in _MOVIE_ROWS[fmt](path, folder):
-        movie = _add_movie(movies, path, number, line, raw, title, genres)
+    for number, raw, title, genres in _MOVIE_ROWS[fmt](path, folder):
+        movie = _add_movie(movies, path, number, raw, title, genres)
         if not title.strip():
             untitled.append((number, movie))
     if untitled:
@@ -355,21 +371,20 @@ def _movie_rows_100k(path: Path, folder: Path) -> MovieRows:
                 number,
                 f"expected id|title|release date|video release date|IMDb URL| + {len(names)} 0/1 genre flags "
                 f"({width} fields), found {len(fields)}",
-                line,
             )
         for column, (name, flag) in enumerate(zip(names, fields[5:], strict=True), start=6):
             if flag not in ("0", "1"):
-                raise _error(path, number, f"genre flag column {column} ({name}) holds {flag!r}, not 0 or 1", line)
+                raise _error(path, number, f"genre flag column {column} ({name}) holds {flag!r}, not 0 or 1")
         genres = tuple(name for name, flag in zip(names, fields[5:], strict=True) if flag == "1")
-        yield number, line, fields[0], fields[1], genres
+        yield number, fields[0], fields[1], genres
 
 
 def _movie_rows_dat(path: Path, folder: Path) -> MovieRows:
     for number, line in _lines(path, _movie_file_encoding(path)):
         fields = line.split("::")  # GroupLens chose "::" as the separator because no title holds it
         if len(fields) != 3:
-            raise _error(path, number, f"expected MovieID::Title::Genres, found {len(fields)} fields", line)
-        yield number, line, fields[0], fields[1], _split_genres(path, number, line, fields[2])
+            raise _error(path, number, f"expected MovieID::Title::Genres, found {len(fields)} fields")
+        yield number, fields[0], fields[1], _split_genres(path, number, fields[2])
 
 
 def _movie_rows_csv(path: Path, folder: Path) -> MovieRows:
@@ -379,10 +394,10 @@ def _movie_rows_csv(path: Path, folder: Path) -> MovieRows:
         try:  # strict: a stray quote is an error, not silently dropped
             fields = next(csv.reader([line], strict=True))
         except csv.Error as err:
-            raise _error(path, number, f"malformed CSV quoting ({err})", line) from err
+            raise _error(path, number, f"malformed CSV quoting ({err})") from err
         if len(fields) != 3:
-            raise _error(path, number, f"expected 3 fields movieId,title,genres, found {len(fields)}", line)
-        yield number, line, fields[0], fields[1], _split_genres(path, number, line, fields[2])
+            raise _error(path, number, f"expected 3 fields movieId,title,genres, found {len(fields)}")
+        yield number, fields[0], fields[1], _split_genres(path, number, fields[2])
 
 
 _MOVIE_ROWS: dict[str, Callable[[Path, Path], MovieRows]] = {
@@ -392,7 +407,7 @@ _MOVIE_ROWS: dict[str, Callable[[Path, Path], MovieRows]] = {
 }
 
 
-def _split_genres(path: Path, number: int, line: str, text: str) -> tuple[str, ...]:
+def _split_genres(path: Path, number: int, text: str) -> tuple[str, ...]:
     """The ``|``-separated genre names of field 3; ``""`` and ``(no genres listed)`` are none."""
     if text in ("", _NO_GENRES):
         return ()
@@ -406,7 +421,7 @@ def _split_genres(path: Path, number: int, line: str, text: str) -> tuple[str, .
         elif (separator := _GENRE_SEPARATORS.search(name)) is not None:
             problem = f"the name {name!r} holds {separator.group()!r}"
         if problem is not None:
-            raise _error(path, number, f"genres (field 3) {text!r}: {problem}; expected names separated by '|'", line)
+            raise _error(path, number, f"genres (field 3) {text!r}: {problem}; expected names separated by '|'")
     return genres
 
 
@@ -430,7 +445,7 @@ def _genre_names_100k(folder: Path) -> tuple[str, ...]:
     for number, line in _lines(path, "latin-1"):
         fields = line.split("|")
         if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()):
-            raise _error(path, number, "expected name|index", line)
+            raise _error(path, number, "expected name|index")
         named[int(fields[1])] = fields[0]
     if sorted(named) != list(range(len(named))):
         raise DataFormatError(f"{path}: genre indices must be 0..{len(named) - 1}, got {sorted(named)}")

@@ -11,6 +11,7 @@ from jointembed.data.housing_features import (
     HousingFeaturizer,
     parse_number,
     parse_rows,
+    read_csv_columns,
     read_housing_csv,
 )
 from jointembed.errors import DataFormatError
@@ -128,3 +129,10 @@ def test_from_config_names_the_bad_field(featurizer, change, match):
     del config["std"]
     with pytest.raises(ValueError, match=r"missing field\(s\) \['std'\]"):
         HousingFeaturizer.from_config(config)
+
+
+def test_a_csv_that_is_not_utf8_names_the_line_and_byte_not_a_codec_position(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_bytes("a,b\n1,2\n3,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"h\.csv, line 3: byte 0xe9 at column 6 is not UTF-8"):
+        read_csv_columns(path, ["a", "b"])

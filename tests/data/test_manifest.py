@@ -89,12 +89,46 @@ def test_parse_id_list() -> None:
     assert parse_id_list("") == ()
 
 
-def test_bad_json_line_names_file_and_line(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "m.jsonl", [{"text": "ok"}, '{"text": "broken'])
-    with pytest.raises(DataFormatError, match=r"m\.jsonl, line 2: invalid JSON"):
-        read_manifest(path)
-    write_jsonl(path, [[1, 2]])
-    with pytest.raises(DataFormatError, match="line 1: expected a JSON object, got list"):
+def test_bad_json_line_names_file_line_and_reason_not_its_content(tmp_path: Path) -> None:
+    """The messages once ended with the line itself (200 characters of someone's data)."""
+    secret = "patient 4711 diagnosis"
+    path = tmp_path / "m.jsonl"
+    for row, message in (
+        ('{"text": "' + secret + '",}', r"line 2: invalid JSON at column 35: [A-Z][^:]+$"),  # the parser's words
+        (json.dumps([secret, 2]), r"line 2: expected a JSON object {\.\.\.}, got an array$"),
+        (json.dumps(secret), r"line 2: expected a JSON object {\.\.\.}, got a string$"),
+        (
+            json.dumps({"text": "", "label": secret}),
+            r"line 2: the row has no cell besides label, group \('text' empty\)$",
+        ),
+    ):
+        write_jsonl(path, [{"text": "ok"}, row])
+        with pytest.raises(DataFormatError, match=rf"m\.jsonl, {message}") as error:
+            read_manifest(path)
+        assert secret not in str(error.value)
+
+
+def test_a_file_that_is_not_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
+    """It was once a bare UnicodeDecodeError ("can't decode byte 0xe9 in position 40"), naming no file."""
+    for name, header in (("m.jsonl", ""), ("m.csv", "text,label\n")):
+        path = tmp_path / name
+        rows = '{"text": "ok"}\n{"text": "caf\xe9"}\n' if name.endswith("jsonl") else "ok,1\ncaf\xe9,2\n"
+        path.write_bytes((header + rows).encode("latin-1"))
+        line = 2 if name.endswith("jsonl") else 3
+        with pytest.raises(DataFormatError, match=rf"{name}, line {line}: byte 0xe9 at column \d+ is not UTF-8"):
+            read_manifest(path)
+
+
+def test_a_csv_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes("\ufefftext,label\nhello,1\n".encode())
+    assert read_manifest(path).columns == ("text",)
+
+
+def test_a_csv_line_the_csv_module_cannot_read_is_a_data_format_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text(f"text,label\nok,1\n{'x' * 200_000},2\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"m\.csv, line 3: not a CSV row \(field larger than field limit"):
         read_manifest(path)
 
 
