@@ -297,6 +297,14 @@ class Recommender(nn.Module):
         """
         self.require_sizes()
         check_k(k, self.num_items)
+        dim = self.item_table.shape[1]
+        if not isinstance(user_vectors, torch.Tensor) or user_vectors.ndim != 2 or user_vectors.shape[1] != dim:
+            shown = tuple(user_vectors.shape) if isinstance(user_vectors, torch.Tensor) else type(user_vectors).__name__
+            raise TypeError(f"user_vectors must be a (B, {dim}) tensor (see user_vectors()), got {shown}")
+        if exclude is not None:
+            _check_bags(exclude, "exclude")
+            if len(exclude) != len(user_vectors):
+                raise ValueError(f"exclude has {len(exclude)} bags but there are {len(user_vectors)} user vectors")
         users = user_vectors.detach().float()
         table, bias = self.item_table.detach().float(), self.output_bias.detach().float().squeeze(1)
         scores, ids = exact_top_k(users, table, k, bias=bias, seen=exclude)
@@ -327,6 +335,8 @@ class Recommender(nn.Module):
             dense: As in :meth:`user_vectors`.
 
         Raises:
+            TypeError: ``histories`` is not a :class:`SparseBatch` (e.g. raw keys: use
+                :class:`~jointembed.PretrainedRecommender`).
             ValueError: An empty history ("user at position i has no history"), ``k`` out of ``[1, N]``, or
                 titles of the wrong length.
         """
@@ -347,9 +357,11 @@ class Recommender(nn.Module):
         from a popularity baseline instead).
 
         Raises:
+            TypeError: ``histories`` is not a :class:`SparseBatch` (the message says how to make one).
             ValueError: "user at position i has no history".
         """
         self.require_sizes()
+        _check_bags(histories, "histories")
         empty = (histories.lengths() == 0).nonzero()
         if len(empty):
             raise ValueError(
@@ -376,10 +388,14 @@ class Recommender(nn.Module):
 
         Returns:
             :class:`Recommendations` with ``(M, k)`` ids and cosine similarities.
+
+        Raises:
+            TypeError: ``item_ids`` are not integers (e.g. a title: use :class:`~jointembed.PretrainedRecommender`).
+            ValueError: An ID outside ``[0, N)``, or ``k`` out of ``[1, N]``.
         """
         self.require_sizes()
         check_k(k, self.num_items)
-        queries = torch.as_tensor(item_ids, dtype=torch.long, device=self.item_table.device).flatten()
+        queries = _item_ids(item_ids).to(self.item_table.device)
         if queries.numel() and (int(queries.min()) < 0 or int(queries.max()) >= self.num_items):
             raise ValueError(f"item IDs must be in [0, {self.num_items}), got {queries.tolist()}")
         table = self.item_table.detach()
@@ -463,6 +479,37 @@ def _check_sizes(num_items: int | None, num_user_features: int | None) -> None:
         raise ValueError(f"num_items must be >= 1 (or None for the data's), got {num_items}")
     if num_user_features is not None and num_user_features < 0:
         raise ValueError(f"num_user_features must be >= 0 (or None for the data's), got {num_user_features}")
+
+
+def _check_bags(value: Any, argument: str) -> None:
+    if not isinstance(value, SparseBatch):
+        raise TypeError(
+            f"{argument} must be a SparseBatch of item IDs, e.g. SparseBatch.from_lists([[3, 17, 42]]), got "
+            f"{type(value).__name__}; to pass raw item keys or titles, use PretrainedRecommender"
+        )
+
+
+def _item_ids(item_ids: Any) -> torch.Tensor:
+    """``(M,)`` int64 IDs from a tensor, an array, a list or one int.
+
+    Raises:
+        TypeError: Anything else (a title, ``None``, floats).
+    """
+    error = TypeError(
+        f"item_ids must be item IDs (an int, or a list or tensor of ints), got {type(item_ids).__name__} "
+        f"{item_ids!r:.60}; to pass raw item keys or titles, use PretrainedRecommender.similar_items"
+    )
+    if item_ids is None or isinstance(item_ids, (str, bytes, bool)):
+        raise error
+    try:
+        ids = torch.as_tensor(item_ids).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise error from None
+    if ids.numel() == 0:
+        return ids.long()
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise error
+    return ids.long()
 
 
 def check_k(k: int, num_items: int) -> None:

@@ -139,6 +139,30 @@ def test_recommend_errors():
         model.recommend(_histories(), k=2, item_titles=["a", "b"])
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.recommend(None, k=3), r"histories must be a SparseBatch of item IDs, .* got NoneType"),
+        (lambda m: m.recommend([[1, 2]], k=3), r"histories must be a SparseBatch .* got list; .*PretrainedRecommender"),
+        (lambda m: m.top_k([1.0, 2.0], k=3), r"user_vectors must be a \(B, 4\) tensor .* got list"),
+        (lambda m: m.top_k(torch.zeros(2, 3), k=3), r"user_vectors must be a \(B, 4\) tensor .* got \(2, 3\)"),
+        (lambda m: m.top_k(torch.zeros(2, 4), k=3, exclude=[[1]]), r"exclude must be a SparseBatch"),
+        (lambda m: m.similar_items("movie 2", k=3), r"item_ids must be item IDs .* got str 'movie 2'"),
+        (lambda m: m.similar_items(None, k=3), r"item_ids must be item IDs .* got NoneType None"),
+        (lambda m: m.similar_items([1.5], k=3), r"item_ids must be item IDs .* got list \[1\.5\]"),
+    ],
+)
+def test_wrong_argument_types_are_named_not_crashed_on(call, message):
+    """Once an AttributeError ('NoneType' object has no attribute 'lengths') or a silent cast of 1.5 to item 1."""
+    with pytest.raises(TypeError, match=message):
+        call(_model())
+
+
+def test_top_k_exclude_must_have_a_bag_per_user():
+    with pytest.raises(ValueError, match="exclude has 1 bags but there are 2 user vectors"):
+        _model().top_k(torch.zeros(2, 4), k=3, exclude=SparseBatch.from_lists([[1]]))
+
+
 def test_recommend_uses_eval_mode_and_restores_training():
     model = _model(dropout=0.5)
     model.train()
