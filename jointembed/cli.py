@@ -8,6 +8,11 @@ and command-line overrides behave exactly as Lightning users expect.
 Before a subcommand imports torch, the thread settings are chosen for a machine that may be busy with other work
 (:mod:`jointembed.threads`: as many threads as cores are free, waiting threads sleeping), unless the user set
 them; one line on stderr says what was chosen.
+
+An error in the user's input (a missing file, an impossible setting such as ``--model.init_args.lr -1``, a bad
+checkpoint) ends every subcommand the same way: ``jointembed <command>: error: <message>`` on stderr, exit code 1
+(``JOINTEMBED_TRACEBACK=1`` shows the traceback); see :func:`jointembed.commands.common.user_error_message`.
+An unknown option or a value of the wrong type is reported by the argument parser with its usage line (exit 2).
 """
 
 from __future__ import annotations
@@ -106,5 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _choose_threads(args)
     module_name, func_name = command.target.split(":")
     run = getattr(importlib.import_module(module_name), func_name)
-    result = run(args)
-    return int(result or 0)
+    from jointembed.commands.common import run_reporting_errors
+
+    return run_reporting_errors(args[0], run, args)

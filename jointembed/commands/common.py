@@ -9,7 +9,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ArgumentParser", "UserError", "load_joint_model", "load_index", "run_command"]
+__all__ = [
+    "ArgumentParser",
+    "UserError",
+    "load_joint_model",
+    "load_index",
+    "run_command",
+    "run_reporting_errors",
+    "user_error_message",
+]
 
 
 class UserError(Exception):
@@ -29,27 +37,64 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions by which jointembed (and Lightning, for a recipe) report bad input rather than a bug."""
     from jointembed.errors import CheckpointError, DataFormatError, IndexFileError, ModelMismatchError
 
     # named errors first; ValueError/KeyError/OSError/ImportError are how the library reports bad input too
-    return (UserError, CheckpointError, DataFormatError, IndexFileError, ModelMismatchError, ValueError, KeyError,
-            OSError, ImportError)  # fmt: skip
+    errors: list[type[BaseException]] = [UserError, CheckpointError, DataFormatError, IndexFileError,
+                                         ModelMismatchError, ValueError, KeyError, OSError, ImportError]  # fmt: skip
+    # Named errors of modules that only a training run imports: one not imported cannot have been raised, and
+    # importing Lightning here would cost every failing command seconds.
+    for module, name in (("jointembed.callbacks", "TrainingDivergedError"),
+                         ("lightning.fabric.utilities.exceptions", "MisconfigurationException")):  # fmt: skip
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
+
+
+def _raised_by(error: BaseException, package: str) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is code of ``package``."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_globals.get("__name__", "").partition(".")[0] == package
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one line that reports ``error`` if it is an error in the user's input, else ``None`` (a bug, whose
+    traceback should be seen).
+
+    jsonargparse wraps what a recipe's class raises when it is built (``lr must be > 0``) in its own
+    ``ValueError`` ("Does not validate against any of the Union subtypes ..." with the whole configuration):
+    the error it wraps is the one judged and reported, so a ``TypeError`` (a bug) in a constructor stays a bug.
+    """
+    while error.__cause__ is not None and _raised_by(error, "jsonargparse"):
+        error = error.__cause__
+    if not isinstance(error, _user_errors()):
+        return None
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return str(message)
+
+
+def run_reporting_errors(name: str, run: Callable[[Sequence[str]], int | None], argv: Sequence[str]) -> int:
+    """``run(argv)``'s exit code; an error in the user's input (a bad file, a missing model, an impossible
+    setting) prints ``jointembed <name>: error: <message>`` on stderr instead and returns 1. Any other exception
+    (a bug) propagates with its traceback, as every exception does when ``JOINTEMBED_TRACEBACK=1`` is set."""
+    try:
+        return int(run(argv) or 0)
+    except Exception as error:
+        message = None if os.environ.get("JOINTEMBED_TRACEBACK") else user_error_message(error)
+        if message is None:
+            raise
+        print(f"jointembed {name}: error: {message}", file=sys.stderr)
+        return 1
 
 
 def run_command(name: str, body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
                 argv: Sequence[str]) -> int:  # fmt: skip
-    """Parse ``argv`` (which starts with the command's name) and run ``body``; an error in the user's input
-    (a bad file, a missing model, a mismatched index) prints one line naming it and returns 1 (set
-    ``JOINTEMBED_TRACEBACK=1`` for the traceback)."""
-    args = parser.parse_args(list(argv)[1:])
-    try:
-        return body(args)
-    except _user_errors() as error:
-        if os.environ.get("JOINTEMBED_TRACEBACK"):
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"jointembed {name}: error: {message}", file=sys.stderr)
-        return 1
+    """Parse ``argv`` (which starts with the command's name) and run ``body``. An error in the user's input
+    is reported in one line by :func:`jointembed.cli.main` (:func:`run_reporting_errors`), for every command."""
+    return body(parser.parse_args(list(argv)[1:]))
 
 
 def load_joint_model(folder: str) -> Any:
