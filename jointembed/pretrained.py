@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jointembed.errors import CheckpointError
-from jointembed.io import atomic_write_folder
+from jointembed.io import atomic_write_folder, recover_folder
 from jointembed.trust import check_hyperparameters, loading
 
 __all__ = [
@@ -271,6 +271,7 @@ def resolve_folder(name_or_path: str | os.PathLike, cache_dir: str | None = None
             such repo; the message says which.
     """
     path = Path(name_or_path)
+    recover_folder(path)  # a save killed between its two renames left the previous folder in its backup
     if path.exists():
         return path
     text = str(name_or_path)

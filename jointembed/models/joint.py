@@ -43,8 +43,8 @@ from jointembed.pretrained import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     load_weights,
-    read_config,
-    read_lightning_checkpoint,
+    open_checkpoint,
+    open_folder,
     resolve_folder,
     state_for_saving,
     write_folder,
@@ -514,20 +514,20 @@ class JointEmbeddingModel(nn.Module):
         """
         path = resolve_folder(name_or_path, None if cache_dir is None else str(cache_dir))
         if path.is_file():
-            checkpoint = read_lightning_checkpoint(path)
-            config = checkpoint.get(CHECKPOINT_KEY)
-            if not isinstance(config, dict):
-                raise CheckpointError(
-                    f"{path}: no '{CHECKPOINT_KEY}' entry: not written by jointembed's ContrastiveTask"
-                )
-            model = cls._build(config, path, None)
-            prefix = "model."
-            state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-            load_weights(model, path, strict=strict, map_location=map_location, state=state)
+            with open_checkpoint(path) as checkpoint:
+                config = checkpoint.get(CHECKPOINT_KEY)
+                if not isinstance(config, dict):
+                    raise CheckpointError(
+                        f"{path}: no '{CHECKPOINT_KEY}' entry: not written by jointembed's ContrastiveTask"
+                    )
+                model = cls._build(config, path, None)
+                prefix = "model."
+                state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+                load_weights(model, path, strict=strict, map_location=map_location, state=state)
         else:
-            config = read_config(path, FORMAT, (1, FORMAT_VERSION))
-            model = cls._build(config, path / CONFIG_NAME, path)
-            load_weights(model, path / WEIGHTS_NAME, strict=strict, map_location=map_location)
+            with open_folder(path, FORMAT, (1, FORMAT_VERSION)) as (folder, config):
+                model = cls._build(config, folder / CONFIG_NAME, folder)
+                load_weights(model, folder / WEIGHTS_NAME, strict=strict, map_location=map_location)
         return model.to(map_location).eval()
 
     @classmethod

@@ -39,6 +39,7 @@ from jointembed.rwlock import ReadWriteLock
 from jointembed.search import index_files as files
 from jointembed.search.backends import Backend, create_backend
 from jointembed.search.index_files import INDEX_FORMAT, INDEX_VERSION
+from jointembed.trust import check_links
 
 __all__ = ["EmbeddingIndex", "Hit", "Key", "model_info", "INDEX_FORMAT", "INDEX_VERSION"]
 
@@ -529,10 +530,12 @@ class EmbeddingIndex:
         Raises:
             IndexFileError: A missing, truncated or altered file, another format or version, or an entry of the
                 wrong type; the message names the folder, the file and (for entries) the line and field.
+            CheckpointError: A link inside the folder leads outside it.
             ModelMismatchError: ``model`` is not the model that made the vectors.
         """
         folder = Path(folder)
         recover_folder(folder)
+        check_links(folder)  # an index reads only its own files (jointembed.trust)
         header = files.read_header(folder)
         try:
             backend = header["backend"]
