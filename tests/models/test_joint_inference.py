@@ -260,9 +260,13 @@ def test_saved_folder_has_ordinary_permissions(tmp_path: Path) -> None:
 
 
 def test_a_killed_save_leaves_nothing_behind_at_the_next_save(tmp_path: Path) -> None:
-    (tmp_path / ".m.abc123.tmp").mkdir()  # what a save killed mid-way (SIGKILL) leaves
-    (tmp_path / ".m.abc123.tmp" / "model.safetensors").write_bytes(b"half")
-    (tmp_path / ".m.def456.old").mkdir()
+    from jointembed.io import SAVE_MARKER
+
+    ours = tmp_path / ".m.jointembed-1@host.abc123.tmp"  # what a save killed mid-way (SIGKILL) leaves: marked ours
+    (ours / "folder").mkdir(parents=True)
+    (ours / "folder" / "model.safetensors").write_bytes(b"half")
+    (ours / SAVE_MARKER).write_text('{"by": "jointembed", "folder": "m", "purpose": "new"}')
+    (tmp_path / ".m.def456.old").mkdir()  # named like a leftover but unmarked: the user's, left alone
     (tmp_path / ".mine.txt").write_text("not ours")
     _model(10).save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.txt", "m"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.def456.old", ".mine.txt", "m"]

@@ -8,6 +8,7 @@ import torch
 
 from jointembed.encoders.base import longest_first
 from jointembed.encoders.text import HFTextEncoder
+from jointembed.modalities import TextModality
 from jointembed.models.joint import JointEmbeddingModel
 from jointembed.models.two_tower import TwoTowerRecommender
 from jointembed.registry import create_encoder
@@ -50,7 +51,9 @@ def test_hf_text_lengths_are_the_tokens_the_backbone_gets() -> None:
 
 def test_embed_sorts_by_length_and_returns_the_callers_order() -> None:
     encoder = _hf_text()
-    model = JointEmbeddingModel({"text": encoder}, share={"title": "text"}).eval()
+    # the empty text (one token pair, the shortest batch) is embedded on purpose here: allowed by its input
+    model = JointEmbeddingModel({"text": encoder}, {"text": TextModality(empty="allow")}, share={"title": "text"})
+    model.eval()
     batches: list[list[str]] = []
     encoder.register_forward_pre_hook(lambda module, args: batches.append(list(args[0])))
     vectors = model.embed(text=TEXTS, batch_size=4)
