@@ -73,7 +73,18 @@ def user_error_message(error: BaseException) -> str | None:
     if not isinstance(error, _user_errors()):
         return None
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
-    return str(message)
+    return _without_worker_traceback(str(message))
+
+
+def _without_worker_traceback(message: str) -> str:
+    """An error raised in a DataLoader worker comes back with the worker's traceback as its message (torch's
+    ``ExceptionWrapper``): keep the error's own message, the text after the traceback's last indented line."""
+    if "\nOriginal Traceback (most recent call last):\n" not in message:
+        return message
+    lines = message.splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith("  "))
+    name, colon, text = "\n".join(lines[last + 1 :]).strip().partition(": ")
+    return text if colon and " " not in name else message
 
 
 def run_reporting_errors(name: str, run: Callable[[Sequence[str]], int | None], argv: Sequence[str]) -> int:
