@@ -28,9 +28,10 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from jointembed.callbacks import DivergenceGuard, RandomStateCheckpoint
+from jointembed.checkpoint_io import check_checkpoint_path, newest_loadable, use_safe_checkpoint_io
 from jointembed.embedding_writer import EmbeddingWriter
 from jointembed.io import atomic_write_json
-from jointembed.pretrained import ExportsPretrained
+from jointembed.pretrained import ExportsPretrained, read_lightning_checkpoint
 from jointembed.recipe_files import resolve_recipe
 
 __all__ = ["JointEmbedCLI", "run", "write_test_metrics", "resume_in_last_run", "format_metrics"]
@@ -57,6 +58,36 @@ class JointEmbedCLI(LightningCLI):
     (:class:`~jointembed.callbacks.DivergenceGuard`), tests after fitting, writes ``test_metrics.json`` after
     every test run and the pretrained folder after fitting, and writes predict outputs as shards."""
 
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before anything reads it: a local file (read weights-only, its hyper-parameters
+        naming only this package's classes and no package, see :mod:`jointembed.trust`) or ``last``; then let
+        Lightning apply the checkpoint's hyper-parameters as usual.
+
+        Raises:
+            CheckpointError: A URL, a missing file, a file that is not weights-only, or a foreign class path.
+        """
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is None or path == "last":
+            return
+        read_lightning_checkpoint(check_checkpoint_path(path))
+        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Lightning's trainer, writing and reading checkpoints through
+        :class:`~jointembed.checkpoint_io.SafeCheckpointIO`."""
+        trainer = super().instantiate_trainer(**kwargs)
+        use_safe_checkpoint_io(trainer)
+        return trainer
+
+    def _checkpoint_for_evaluation(self) -> None:
+        # validate/test/predict: 'last' is the newest checkpoint of this recipe's runs that loads
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            config["ckpt_path"] = str(newest_loadable(_run_checkpoints(_logger_root(self.trainer)), "the runs"))
+        if "weights_only" in config:
+            config["weights_only"] = True
+
     def _bind(self) -> None:
         # Before the trainer starts: callbacks such as EMAWeightAveraging copy the model in their own setup,
         # which runs before the LightningModule's, so the model must have its final shape by then.
@@ -68,12 +99,16 @@ class JointEmbedCLI(LightningCLI):
         for guard in (DivergenceGuard, RandomStateCheckpoint):
             if not any(isinstance(c, guard) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(guard())
-        if self.config_init[self.subcommand].get("ckpt_path") == "last":
-            self.config_init[self.subcommand]["ckpt_path"] = str(resume_in_last_run(self.trainer))
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") == "last":
+            config["ckpt_path"] = str(resume_in_last_run(self.trainer))
+        if "weights_only" in config:
+            config["weights_only"] = True
 
     def _restore_inputs(self) -> None:
         # Evaluating or predicting with a checkpoint: its fitted units (an ID vocabulary) are the ones its weights
         # were trained with; fitting them anew on whatever splits the data has would look IDs up differently.
+        self._checkpoint_for_evaluation()
         checkpoint = self.config_init[self.subcommand].get("ckpt_path")
         if isinstance(self.model, RestoresInputs) and checkpoint and Path(checkpoint).is_file():
             self.model.restore_inputs(checkpoint)
@@ -147,27 +182,21 @@ class JointEmbedCLI(LightningCLI):
 
 
 def resume_in_last_run(trainer: Any) -> Path:
-    """For ``--ckpt_path last``: the newest ``last.ckpt`` among the runs of this recipe's logger folder, with
-    the logger pointed at that run's version folder so the resumed run logs and checkpoints there.
+    """For ``--ckpt_path last``: the newest checkpoint among the runs of this recipe's logger folder that loads
+    (a truncated one is skipped and named on stderr), with the logger pointed at that run's version folder so the
+    resumed run logs and checkpoints there.
 
     Lightning's own ``"last"`` looks only in the new run's folder, which a CSV logger has already numbered anew,
     so it finds nothing and trains from scratch; its CSV writer also deletes an existing ``metrics.csv``, which
     is kept here.
 
     Raises:
-        FileNotFoundError: No run of this recipe has a ``checkpoints/last.ckpt`` (the message names the folder).
+        FileNotFoundError: No run of this recipe has a checkpoint (the message names the folder).
+        CheckpointError: None of them loads (each is named with its reason).
     """
+    root = _logger_root(trainer)
     logger = trainer.logger
-    if not isinstance(logger, CSVLogger):
-        raise ValueError("--ckpt_path last needs the recipe's CSVLogger to find the last run; pass a .ckpt path")
-    root = Path(logger.root_dir)
-    runs = [p for p in root.glob("version_*/checkpoints/last.ckpt") if p.parents[1].name[8:].isdigit()]
-    if not runs:
-        raise FileNotFoundError(
-            f"--ckpt_path last: no run under {root} has checkpoints/last.ckpt; nothing to resume (leave out "
-            "--ckpt_path to start a new run)"
-        )
-    checkpoint = max(runs, key=lambda p: int(p.parents[1].name[8:]))
+    checkpoint = newest_loadable(_run_checkpoints(root), f"{root} (version_*/checkpoints/*.ckpt)")
     run = checkpoint.parents[1]
     metrics = run / "metrics.csv"
     kept = metrics.read_text(encoding="utf-8") if metrics.is_file() else None
@@ -177,6 +206,18 @@ def resume_in_last_run(trainer: Any) -> Path:
         metrics.write_text(kept, encoding="utf-8")
         writer.metrics_keys = kept.splitlines()[0].split(",")
     return checkpoint
+
+
+def _logger_root(trainer: Any) -> Path:
+    logger = trainer.logger
+    if not isinstance(logger, CSVLogger):
+        raise ValueError("--ckpt_path last needs the recipe's CSVLogger to find the last run; pass a .ckpt path")
+    return Path(logger.root_dir)
+
+
+def _run_checkpoints(root: Path) -> list[Path]:
+    """Every checkpoint of the runs under a logger's root folder (``version_<n>/checkpoints/*.ckpt``)."""
+    return [p for p in root.glob("version_*/checkpoints/*.ckpt") if p.parents[1].name[8:].isdigit() and p.is_file()]
 
 
 def write_test_metrics(trainer: Any, model: LightningModule) -> tuple[Path, dict[str, Any]]:
