@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jointembed.config import check_at_least, check_non_negative, check_positive
 from jointembed.data.coldstart import format_table
 from jointembed.histories import Histories
 from jointembed.models.recommender import recent_watches
 from jointembed.models.two_tower import TwoTowerRecommender
-from jointembed.pretrained import read_lightning_checkpoint
+from jointembed.pretrained import open_checkpoint, read_lightning_checkpoint
 
 __all__ = ["ColdStartTask", "TwoTowerScorer"]
 
@@ -90,6 +91,12 @@ class ColdStartTask(L.LightningModule):
         taste_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        check_positive("lr", lr)
+        check_non_negative("weight_decay", weight_decay)
+        check_at_least("num_negatives", num_negatives, 0)
+        check_non_negative("bind_weight", bind_weight)
+        check_at_least("eval_k", eval_k, 1)
+        check_non_negative("taste_weight", taste_weight)
         self.taste_weight = taste_weight
         self.save_hyperparameters(ignore=["model"])
         self.model = model
@@ -108,13 +115,16 @@ class ColdStartTask(L.LightningModule):
         """Restore a task from a checkpoint written by ``jointembed fit``; the model is rebuilt from the
         configuration the checkpoint carries unless ``model=`` is given. Read with ``weights_only=True``."""
         if "model" not in kwargs:
-            config = read_lightning_checkpoint(checkpoint_path).get(CHECKPOINT_KEY)
-            if config is None:
-                raise ValueError(
-                    f"{checkpoint_path}: no model configuration inside; pass model=TwoTowerRecommender(...)"
-                )
-            kwargs["model"] = TwoTowerRecommender.from_config(config)
-        kwargs.setdefault("weights_only", True)
+            with open_checkpoint(checkpoint_path) as checkpoint:
+                config = checkpoint.get(CHECKPOINT_KEY)
+                if config is None:
+                    raise ValueError(
+                        f"{checkpoint_path}: no model configuration inside; pass model=TwoTowerRecommender(...)"
+                    )
+                kwargs["model"] = TwoTowerRecommender.from_config(config)
+        else:
+            read_lightning_checkpoint(checkpoint_path)  # refuse a file that is not weights-only before Lightning
+        kwargs["weights_only"] = True
         return super().load_from_checkpoint(checkpoint_path, **kwargs)
 
     # ----- data ---------------------------------------------------------------------------------------------

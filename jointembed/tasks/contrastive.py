@@ -28,12 +28,13 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
+from jointembed.config import check_at_least, check_non_negative, check_positive
 from jointembed.data.multimodal import LabelledData, MultimodalDataModule
 from jointembed.distributed import gather_no_grad, gather_with_grad, is_distributed, rank, world_size
 from jointembed.errors import CheckpointError
 from jointembed.metrics.retrieval import retrieval_metrics, zero_shot_accuracy
 from jointembed.models.joint import CHECKPOINT_KEY, JointEmbeddingModel
-from jointembed.pretrained import model_card, read_lightning_checkpoint
+from jointembed.pretrained import model_card, open_checkpoint, read_lightning_checkpoint
 from jointembed.registry import create_loss, get_modality_class
 
 __all__ = ["ContrastiveTask", "pair_name", "select_pair", "positives_from_labels", "format_results_table"]
@@ -148,6 +149,10 @@ class ContrastiveTask(LightningModule):
         retrieval_ks: tuple[int, ...] = (1, 5, 10),
     ) -> None:
         super().__init__()
+        check_positive("lr", lr)
+        check_non_negative("weight_decay", weight_decay)
+        for k in retrieval_ks:
+            check_at_least("retrieval_ks", k, 1)
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.loss_fn: nn.Module = create_loss(loss, **(loss_config or {}))
@@ -159,12 +164,9 @@ class ContrastiveTask(LightningModule):
         for name, value in (backbone_lr or {}).items():
             if name not in names:
                 raise ValueError(f"backbone_lr names {name!r}, not a modality of the model ({', '.join(names)})")
-            if value < 0:
-                raise ValueError(f"backbone_lr[{name!r}] must be >= 0, got {value}")
+            check_non_negative(f"backbone_lr[{name!r}]", value)
             if value == 0:
                 model.encoders[name].freeze(True)
-        if lr <= 0 or weight_decay < 0:
-            raise ValueError(f"need lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}")
         # The data module bound to the model's inputs, weakly: a copy of the task (weight averaging makes one)
         # must not drag the whole dataset along.
         self._bound: weakref.ref | None = None
@@ -181,8 +183,7 @@ class ContrastiveTask(LightningModule):
             if key not in by_name:
                 valid = ", ".join(pair_name(p) for p in self.pairs)
                 raise ValueError(f"pair_weights key {key!r} is not a trained pair; trained pairs: {valid}")
-            if value < 0:
-                raise ValueError(f"pair_weights[{key!r}] must be >= 0, got {value}")
+            check_non_negative(f"pair_weights[{key!r}]", value)
             out[by_name[key]] = float(value)
         return out
 
@@ -225,7 +226,11 @@ class ContrastiveTask(LightningModule):
             CheckpointError: The checkpoint has no model configuration, its fields are not the model's, or a unit
                 cannot be rebuilt (the field is named).
         """
-        config = read_lightning_checkpoint(checkpoint_path).get(CHECKPOINT_KEY)
+        with open_checkpoint(checkpoint_path) as checkpoint:
+            self._restore_inputs(checkpoint.get(CHECKPOINT_KEY), checkpoint_path)
+        self.model.bind_inputs()
+
+    def _restore_inputs(self, config: Any, checkpoint_path: str | os.PathLike) -> None:
         fields = config.get("fields") if isinstance(config, Mapping) else None
         if not isinstance(fields, Mapping) or sorted(fields) != sorted(self.model.modalities):
             saved = sorted(fields) if isinstance(fields, Mapping) else "none (not written by ContrastiveTask)"
@@ -237,7 +242,6 @@ class ContrastiveTask(LightningModule):
                     self.model.inputs[name] = get_modality_class(saved["type"])(**saved.get("config", {}))
             except (KeyError, TypeError, ValueError) as error:
                 raise CheckpointError(f"{checkpoint_path}: cannot rebuild field {name!r}'s input: {error}") from error
-        self.model.bind_inputs()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the model's configuration (JSON) in the checkpoint, so it loads without the recipe."""
@@ -248,13 +252,16 @@ class ContrastiveTask(LightningModule):
         """Restore a task from a checkpoint written by ``jointembed fit``; the model is rebuilt from the
         configuration the checkpoint carries unless ``model=`` is given. Read with ``weights_only=True``."""
         if "model" not in kwargs:
-            config = read_lightning_checkpoint(checkpoint_path).get(CHECKPOINT_KEY)
-            if config is None:
-                raise ValueError(
-                    f"{checkpoint_path}: no model configuration inside; pass model=JointEmbeddingModel(...)"
-                )
-            kwargs["model"] = JointEmbeddingModel._build(config, Path(checkpoint_path), None)
-        kwargs.setdefault("weights_only", True)
+            with open_checkpoint(checkpoint_path) as checkpoint:
+                config = checkpoint.get(CHECKPOINT_KEY)
+                if config is None:
+                    raise ValueError(
+                        f"{checkpoint_path}: no model configuration inside; pass model=JointEmbeddingModel(...)"
+                    )
+                kwargs["model"] = JointEmbeddingModel._build(config, Path(checkpoint_path), None)
+        else:
+            read_lightning_checkpoint(checkpoint_path)  # refuse a file that is not weights-only before Lightning
+        kwargs["weights_only"] = True
         return super().load_from_checkpoint(checkpoint_path, **kwargs)
 
     def export_pretrained(self, folder: str | os.PathLike, metrics: Mapping[str, Any] | None = None) -> Path:

@@ -174,3 +174,19 @@ def test_a_movie_without_content_or_watches_is_reported_and_never_recommended(tr
         served = PretrainedTwoTower.from_pretrained(copy)
     assert torch.count_nonzero(served.vectors[cold]) == 0
     assert cold not in served.catalogue_index()
+
+
+def test_a_history_of_the_wrong_type_is_named_not_read_letter_by_letter() -> None:
+    content = ScratchTextEncoder(num_buckets=64, min_ngram=0, embedding_dim=8, architecture="bag", output_dim=8)
+    model = TwoTowerRecommender(content, num_items=3, id_dim=4, hidden_sizes=[8])
+    served = PretrainedTwoTower(model, [1, 2, 3], ["space war", "space monster", "bank heist"], [True] * 3,
+                                ["Star Wars", "Alien", "Heat"])  # fmt: skip
+    with pytest.raises(TypeError, match=r"got the string 'Star Wars': pass \['Star Wars'\] for a history of that one"):
+        served.recommend("Star Wars", k=1)
+    with pytest.raises(TypeError, match=r"history_keys must be a list of item keys or titles .* got NoneType None"):
+        served.recommend(None, k=1)
+    with pytest.raises(TypeError, match=r"histories must be a list of histories .* got one history: pass \[history\]"):
+        served.user_vectors(["Star Wars"])
+    with pytest.raises(ValueError, match=r"^k must be >= 1, got 0$"):
+        served.recommend(["Star Wars"], k=0)
+    assert len(served.recommend(["Star Wars"], k=2)) == 2
