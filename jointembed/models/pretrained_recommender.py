@@ -28,8 +28,7 @@ from jointembed.pretrained import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     load_weights,
-    read_config,
-    resolve_folder,
+    open_folder,
     state_for_saving,
     write_folder,
 )
@@ -37,7 +36,7 @@ from jointembed.search.catalogue import Purpose, catalogue_index, check_catalogu
 from jointembed.search.index import EmbeddingIndex
 from jointembed.sparse import SparseBatch
 
-__all__ = ["PretrainedRecommender", "ItemScore", "UnknownItemError", "FORMAT", "VERSION"]
+__all__ = ["PretrainedRecommender", "ItemScore", "UnknownItemError", "FORMAT", "VERSION", "read_histories"]
 
 FORMAT = "jointembed.recommender"
 VERSION = 1
@@ -191,6 +190,8 @@ class PretrainedRecommender:
             For one history a list of :class:`ItemScore`, best first; for several, one such list each.
 
         Raises:
+            TypeError: ``history_keys`` is neither a list of keys nor a list of such lists (see
+                :func:`read_histories`; a single string is refused, not read as a history of its letters).
             UnknownItemError: An unknown or ambiguous key (with ``unknown="error"``); the message names it and
                 its history.
             ValueError: An empty history, ``k`` out of range, or a model that needs user features a list of
@@ -204,8 +205,7 @@ class PretrainedRecommender:
                 "this model takes user features beyond the watch history (dense features, or a categorical bag "
                 "other than the recent watches): call Recommender.recommend with user_features= and dense="
             )
-        many = len(history_keys) > 0 and all(_is_history(h) for h in history_keys)
-        histories = list(history_keys) if many else [history_keys]
+        histories, many = read_histories(history_keys)
         history = SparseBatch.from_lists(self._history_ids(histories, unknown))
         history = history.to(self.model.item_table.device)
         recent = recent_watches(history, self.recent_items) if self.recent_items else None
@@ -231,8 +231,11 @@ class PretrainedRecommender:
                 with every item.
 
         Raises:
+            TypeError: ``key`` is not one key or title (e.g. a list of them: ask once per item).
             UnknownItemError: An unknown or ambiguous key.
         """
+        if not _is_key(key):
+            raise TypeError(f"key must be one item key or title (an int or a str), got {_shown(key)}")
         item = self.item_id(key)
         if index is None:
             recs = self.model.similar_items([item], k)
@@ -259,9 +262,66 @@ class PretrainedRecommender:
         return [[ItemScore(key, titles[self._ids[key]], score) for key, score in row] for row in rows]
 
 
-def _is_history(value: Any) -> bool:
-    """A list of keys (a history), as opposed to one key (a str is a key, not a list of letters)."""
-    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+_EXPECTED_HISTORIES = "a list of item keys or titles (one history, oldest first) or a list of such lists"
+
+
+def read_histories(history_keys: Any) -> tuple[list[list[Any]], bool]:
+    """One history or several, as lists of keys, and whether several were given: what the ``recommend`` methods
+    of the pretrained recommenders take. Lists, tuples and 1-D or 2-D arrays (numpy, torch, pandas) are read.
+
+    Raises:
+        TypeError: ``history_keys`` is not a list of keys nor a list of such lists: ``None``, a number, a set, a
+            mapping, lists mixed with keys, or a single string (``"Star Wars"`` would otherwise be read as the
+            history of 9 letters; the message suggests ``["Star Wars"]``); or a key that is neither an ``int``
+            nor a ``str`` (the message names its history and position).
+    """
+    if isinstance(history_keys, (str, bytes)):
+        raise TypeError(
+            f"history_keys must be {_EXPECTED_HISTORIES}, got the string {history_keys!r}: pass "
+            f"[{history_keys!r}] for a history of that one item"
+        )
+    values = _as_list(history_keys)
+    if values is None:
+        raise TypeError(f"history_keys must be {_EXPECTED_HISTORIES}, got {_shown(history_keys)}")
+    lists = [_as_list(value) is not None for value in values]
+    many = bool(values) and all(lists)
+    if any(lists) and not many:
+        raise TypeError(
+            f"history_keys must be {_EXPECTED_HISTORIES}, got a list that mixes both: item {lists.index(True)} is "
+            f"a list, item {lists.index(False)} is {_shown(values[lists.index(False)])}"
+        )
+    histories = [_as_list(value) or [] for value in values] if many else [values]
+    for user, history in enumerate(histories):
+        for position, key in enumerate(history):
+            if not _is_key(key):
+                raise TypeError(
+                    f"history {user}, position {position}: an item key must be an int or a str (a raw key or a "
+                    f"title), got {_shown(key)}"
+                )
+    return histories, many
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    """``value`` as a list if it is a sequence (not a string) or a 1-D or 2-D array, else ``None``."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    if getattr(value, "ndim", None) in (1, 2) and callable(getattr(value, "tolist", None)):
+        return value.tolist()
+    return None
+
+
+def _is_key(value: Any) -> bool:
+    try:
+        _plain_key(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: its type and a short repr."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def _plain_key(key: Any) -> ItemKey:
@@ -369,8 +429,13 @@ def read_pretrained(
     path: str | os.PathLike, strict: bool, map_location: str | torch.device
 ) -> tuple[Recommender, dict[str, Any]]:
     """Read, check and build a pretrained recommender folder: ``(model in eval mode, its config)``."""
-    folder = resolve_folder(path)
-    config = read_config(folder, FORMAT, SUPPORTED_VERSIONS)
+    with open_folder(path, FORMAT, SUPPORTED_VERSIONS) as (folder, config):
+        return _build_pretrained(folder, config, strict, map_location)
+
+
+def _build_pretrained(
+    folder: Path, config: dict[str, Any], strict: bool, map_location: str | torch.device
+) -> tuple[Recommender, dict[str, Any]]:
     where = folder / CONFIG_NAME
     missing = [f for f in ("model", "recent_items", "item_keys", "item_titles") if f not in config]
     if missing or not isinstance(config["model"], dict):

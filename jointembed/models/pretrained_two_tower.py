@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from jointembed.config import check_at_least
 from jointembed.errors import CheckpointError, UnknownItemError
-from jointembed.models.pretrained_recommender import ItemScore
+from jointembed.models.pretrained_recommender import ItemScore, read_histories
 from jointembed.models.recommender import recent_watches
 from jointembed.models.two_tower import FORMAT, VERSION, TwoTowerRecommender
-from jointembed.pretrained import WEIGHTS_NAME, load_weights, read_config, resolve_folder
+from jointembed.pretrained import WEIGHTS_NAME, load_weights, open_folder
 from jointembed.search.catalogue import search_items
 from jointembed.search.index import EmbeddingIndex
 from jointembed.sparse import SparseBatch
@@ -85,14 +86,13 @@ class PretrainedTwoTower:
             CheckpointError: A missing or damaged file, another format, or a catalogue that does not fit the
                 weights (the message names the file and field).
         """
-        folder = resolve_folder(path)
-        config = read_config(folder, FORMAT, (VERSION,))
-        try:
-            model = TwoTowerRecommender.from_config(config["model"], folder / "content")
-            keys, texts, warm = config["item_keys"], config["item_texts"], config["warm"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{folder / 'config.json'}: bad two-tower config ({error})") from None
-        load_weights(model, folder / WEIGHTS_NAME, map_location=map_location)
+        with open_folder(path, FORMAT, (VERSION,)) as (folder, config):
+            try:
+                model = TwoTowerRecommender.from_config(config["model"], folder / "content")
+                keys, texts, warm = config["item_keys"], config["item_texts"], config["warm"]
+            except (KeyError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{folder / 'config.json'}: bad two-tower config ({error})") from None
+            load_weights(model, folder / WEIGHTS_NAME, map_location=map_location)
         return cls(model, keys, texts, warm, config.get("item_titles"))
 
     # ----- catalogue ----------------------------------------------------------------------------------------
@@ -157,9 +157,15 @@ class PretrainedTwoTower:
         saw in training carry no ID information for the user tower: they are left out, with a warning.
 
         Raises:
+            TypeError: ``histories`` is not a list of lists of keys or titles.
             UnknownItemError: A key or title not in the catalogue (the message names it and its history).
             ValueError: A history with no warm movie left.
         """
+        histories, many = read_histories(histories)
+        if not many and histories[0]:
+            raise TypeError("histories must be a list of histories (lists of item keys or titles), got one history: "
+                            "pass [history]")  # fmt: skip
+        histories = histories if many else []  # [] is no history at all
         rows = []
         for user, history in enumerate(histories):
             try:
@@ -193,10 +199,8 @@ class PretrainedTwoTower:
             exclude_seen: Never recommend a watched movie.
             index: A :meth:`catalogue_index` to search (e.g. HNSW); ``None`` builds an exact one once.
         """
-        many = len(history_keys) > 0 and all(
-            isinstance(h, Sequence) and not isinstance(h, (str, bytes)) for h in history_keys
-        )
-        histories = [list(h) for h in history_keys] if many else [list(history_keys)]
+        histories, many = read_histories(history_keys)  # a TypeError naming what was given, e.g. one string
+        check_at_least("k", k, 1)
         if index is None:
             if self._index is None:
                 self._index = self.catalogue_index()

@@ -236,3 +236,43 @@ def test_item_metadata_travels_with_the_folder_and_bad_columns_are_named(tmp_pat
     (folder / "config.json").write_text(json.dumps({**config, "item_metadata": {"watches": [1]}}))
     with pytest.raises(CheckpointError, match="config.json: field 'item_metadata' column 'watches'"):
         PretrainedRecommender.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("history_keys", "message"),
+    [
+        (
+            None,
+            r"history_keys must be a list of item keys or titles \(one history, oldest first\) or a list of such "
+            r"lists, got NoneType None",
+        ),
+        ("movie 3", r"got the string 'movie 3': pass \['movie 3'\] for a history of that one item"),
+        (107, r"history_keys must be a list of item keys .* got int 107"),
+        ({107, 114}, r"history_keys must be a list of item keys .* got set"),
+        ([[100], 107], r"got a list that mixes both: item 0 is a list, item 1 is int 107"),
+        ([100, None], r"history 0, position 1: an item key must be an int or a str .* got NoneType None"),
+        ([[100], [107, 1.5]], r"history 1, position 1: an item key must be an int or a str .* got float 1\.5"),
+    ],
+)
+def test_a_history_of_the_wrong_type_is_named_not_read_letter_by_letter(history_keys, message):
+    """recommend("Star Wars") once looked up "item 'S'"; recommend(None) raised "NoneType has no len()"."""
+    recommender = PretrainedRecommender(_catalogue_model(), KEYS, TITLES)
+    with pytest.raises(TypeError, match=message):
+        recommender.recommend(history_keys)
+
+
+def test_arrays_are_histories_too():
+    recommender = PretrainedRecommender(_catalogue_model(), KEYS, TITLES)
+    single = recommender.recommend([100, 107], k=3)
+    assert recommender.recommend(np.array([100, 107]), k=3) == single
+    assert recommender.recommend(torch.tensor([100, 107]), k=3) == single
+    batch = recommender.recommend(np.array([[100, 107], [114, 121]]), k=3)  # a batch of two histories
+    assert len(batch) == 2 and [item.key for item in batch[0]] == [item.key for item in single]
+
+
+def test_similar_items_takes_one_key():
+    recommender = PretrainedRecommender(_catalogue_model(), KEYS, TITLES)
+    with pytest.raises(
+        TypeError, match=r"key must be one item key or title \(an int or a str\), got list \['movie 3'\]"
+    ):
+        recommender.similar_items(["movie 3"])
