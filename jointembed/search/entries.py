@@ -20,7 +20,7 @@ import numpy as np
 from jointembed.data.manifest import Manifest, read_manifest
 from jointembed.errors import DataFormatError
 from jointembed.search.index import EmbeddingIndex, Key
-from jointembed.search.index_files import describe_file
+from jointembed.search.index_files import describe_file, parse_entry
 
 __all__ = [
     "Entries",
@@ -161,27 +161,12 @@ def _read_pair_header(path: Path) -> dict[str, Any]:
 
 
 def _parse_row(raw: bytes, path: Path, number: int) -> tuple[Key, str, dict[str, Any] | None]:
-    """One ``.jsonl`` row (key, modality, metadata), its types checked; errors name the line and field and give
-    the parser's reason, never the line's content."""
-    try:
-        row = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise DataFormatError(f"{path}, line {number}: not UTF-8 ({error.reason} at byte {error.start + 1})") from None
-    except json.JSONDecodeError as error:
-        raise DataFormatError(f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(row, dict):
-        raise DataFormatError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
-    key, modality, metadata = row.get("key"), row.get("modality"), row.get("metadata")
-    for name, value, ok, wanted in (
-        ("key", key, isinstance(key, (str, int)) and not isinstance(key, bool), "a string or an integer"),
-        ("modality", modality, isinstance(modality, str) and bool(modality), "a non-empty string"),
-        ("metadata", metadata, metadata is None or isinstance(metadata, dict), "an object or null"),
-    ):
-        if not ok:
-            raise DataFormatError(
-                f"{path}, line {number}, field {name!r}: expected {wanted}, got {type(value).__name__}"
-            )
-    return key, modality, metadata  # type: ignore[return-value]
+    """One ``.jsonl`` row (key, modality, metadata), checked as an index entry is; a deleted entry has no place
+    among rows."""
+    entry = parse_entry(raw, path, number, DataFormatError)
+    if not entry.live:
+        raise DataFormatError(f'{path}, line {number}: a deleted entry ({{"live": false}}) is not a row')
+    return entry.key, entry.modality, entry.metadata  # type: ignore[return-value]
 
 
 def _unit_type(model: Any, name: str) -> str:

@@ -127,47 +127,48 @@ def entry_line(key: str | int | None, modality: str, metadata: dict[str, Any] | 
     return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
-def _field_error(path: Path, number: int, name: str, wanted: str, value: Any) -> IndexFileError:
-    return IndexFileError(f"{path}, line {number}, field {name!r}: expected {wanted}, got {type(value).__name__}")
+def parse_entry(raw: bytes, path: Path, number: int, error: type[ValueError] = IndexFileError) -> Entry:
+    """One JSON line of entries (an index's ``entries.jsonl``, or the rows beside ``embed --out`` vectors), its
+    fields' types checked; errors (of class ``error``) name the line and the field and, for a line that is not
+    JSON, the parser's reason, never the line's content (it may be anything)."""
 
+    def wrong(name: str, wanted: str, value: Any) -> ValueError:
+        return error(f"{path}, line {number}, field {name!r}: expected {wanted}, got {type(value).__name__}")
 
-def _parse_line(raw: bytes, path: Path, number: int) -> Entry:
-    """One ``entries.jsonl`` line, its fields' types checked; errors name the line and the field and, for a
-    line that is not JSON, the parser's reason, never the line's content (it may be anything)."""
     try:
         entry = json.loads(raw.rstrip(b"\r\n").decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise IndexFileError(f"{path}, line {number}: not UTF-8 ({error.reason} at byte {error.start + 1})") from None
-    except json.JSONDecodeError as error:
-        raise IndexFileError(f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno})") from None
+    except UnicodeDecodeError as reason:
+        raise error(f"{path}, line {number}: not UTF-8 ({reason.reason} at byte {reason.start + 1})") from None
+    except json.JSONDecodeError as reason:
+        raise error(f"{path}, line {number}: not valid JSON ({reason.msg} at column {reason.colno})") from None
     if not isinstance(entry, dict):
-        raise IndexFileError(f"{path}, line {number}: expected a JSON object, got {type(entry).__name__}")
+        raise error(f"{path}, line {number}: expected a JSON object, got {type(entry).__name__}")
     live = entry.get("live", True)
     if not isinstance(live, bool):
-        raise _field_error(path, number, "live", "true or false", live)
+        raise wrong("live", "true or false", live)
     if not live:
         return Entry(None, "", None, False)
     if "key" not in entry:
-        raise IndexFileError(f"{path}, line {number}: a live entry has no field 'key'")
+        raise error(f"{path}, line {number}: a live entry has no field 'key'")
     key, modality, metadata = entry["key"], entry.get("modality", ""), entry.get("metadata")
     if isinstance(key, bool) or not isinstance(key, (str, int)):
-        raise _field_error(path, number, "key", "a string or an integer", key)
+        raise wrong("key", "a string or an integer", key)
     if not isinstance(modality, str) or not modality:
-        raise _field_error(path, number, "modality", "a non-empty string", modality)
+        raise wrong("modality", "a non-empty string", modality)
     if metadata is not None and not isinstance(metadata, dict):
-        raise _field_error(path, number, "metadata", "an object", metadata)
+        raise wrong("metadata", "an object", metadata)
     return Entry(key, modality, metadata, True)
 
 
 def read_entries(path: Path, rows: int) -> list[Entry]:
-    """Every line of ``entries.jsonl``, checked (see :func:`_parse_line`), ``rows`` of them.
+    """Every line of ``entries.jsonl``, checked (see :func:`parse_entry`), ``rows`` of them.
 
     Raises:
         IndexFileError: A line that is not JSON, a field of the wrong type, another number of lines, or a key
             on two live lines; the message names the file, the line and the field.
     """
     with open(path, "rb") as lines:
-        entries = [_parse_line(raw, path, number) for number, raw in enumerate(lines, start=1)]
+        entries = [parse_entry(raw, path, number) for number, raw in enumerate(lines, start=1)]
     if len(entries) != rows:
         raise IndexFileError(f"{path} has {len(entries)} entries, the header says {rows}")
     seen: dict[str | int, int] = {}
