@@ -171,6 +171,7 @@ def open_folder(
     expected_format: str,
     supported_versions: tuple[int, ...],
     cache_dir: str | None = None,
+    fetched: bool = False,
 ) -> Iterator[tuple[Path, dict]]:
     """Open a pretrained folder to build its model: yields ``(folder, config)`` with the rules of
     :mod:`jointembed.trust` in force until the block ends (build the model and load its weights inside it).
@@ -181,12 +182,15 @@ def open_folder(
         expected_format: The ``format`` the config must have.
         supported_versions: The ``version`` values this reader accepts.
         cache_dir: Hugging Face cache folder for a hub repo id.
+        fetched: ``name_or_path`` is what :func:`resolve_folder` gave for a hub repo id (a cache snapshot).
 
     Raises:
         CheckpointError: As :func:`read_config`, or a link inside the folder leads outside it.
     """
     folder = resolve_folder(name_or_path, cache_dir)
-    with loading(folder / CONFIG_NAME, folder):  # links are checked before any file is read
+    # a hub download is a snapshot of the cache whose files link to the repo's blobs: links may lead there
+    from_hub = fetched or folder != Path(name_or_path)
+    with loading(folder / CONFIG_NAME, folder, folder.parents[1] if from_hub else None):  # links checked first
         yield folder, read_config(folder, expected_format, supported_versions)
 
 

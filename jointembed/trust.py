@@ -46,29 +46,35 @@ class _Source:
 
     file: Path
     root: Path | None
+    within: Path | None = None  # where links under root may lead (root itself when None)
 
 
 _LOADING: ContextVar[_Source | None] = ContextVar("jointembed_loading", default=None)
 
 
 @contextlib.contextmanager
-def loading(file: str | os.PathLike, root: str | os.PathLike | None) -> Iterator[None]:
+def loading(
+    file: str | os.PathLike, root: str | os.PathLike | None, links_within: str | os.PathLike | None = None
+) -> Iterator[None]:
     """Mark the parts being built as coming from a saved folder (``root``) or a checkpoint file (``root=None``).
 
-    Entering checks that no file or folder under ``root`` is a link leading outside it (:func:`check_links`).
+    Entering checks that no file or folder under ``root`` is a link leading outside ``links_within`` (by default
+    ``root`` itself; a Hugging Face cache snapshot links its files to the repo's ``blobs`` beside it).
     Contexts nest; the innermost one decides.
 
     Args:
         file: The config or checkpoint file, named in errors.
         root: The folder every reference must stay inside, or ``None`` when no file may be named.
+        links_within: The folder links under ``root`` may lead into.
 
     Raises:
-        CheckpointError: A link under ``root`` leads outside it.
+        CheckpointError: A link under ``root`` leads outside ``links_within``.
     """
     root_path = None if root is None else Path(root).resolve()
     if root_path is not None:
-        check_links(root_path)
-    token = _LOADING.set(_Source(Path(file), root_path))
+        check_links(root_path, links_within)
+    within = None if links_within is None else Path(links_within).resolve()
+    token = _LOADING.set(_Source(Path(file), root_path, within))
     try:
         yield
     finally:
@@ -115,7 +121,7 @@ def reference(value: str | os.PathLike | None, field: str, base: str | os.PathLi
         )
     path = Path(text) if Path(text).is_absolute() else Path(base or source.root) / text
     resolved = path.resolve()
-    if not resolved.is_relative_to(source.root):
+    if not resolved.is_relative_to(source.within or source.root):
         raise CheckpointError(f"{where}: it leads outside the folder {source.root}; a saved model reads only itself")
     if not resolved.exists():
         raise CheckpointError(
@@ -125,19 +131,21 @@ def reference(value: str | os.PathLike | None, field: str, base: str | os.PathLi
     return str(resolved)
 
 
-def check_links(root: str | os.PathLike) -> None:
-    """Refuse a folder holding a link (at any depth) whose target lies outside it.
+def check_links(root: str | os.PathLike, within: str | os.PathLike | None = None) -> None:
+    """Refuse a folder holding a link (at any depth) whose target lies outside it (or outside ``within``).
 
     Raises:
         CheckpointError: Such a link; the message names it and where it leads.
     """
     root = Path(root).resolve()
+    allowed = root if within is None else Path(within).resolve()
     for folder, dirs, files in os.walk(root):  # os.walk does not descend into linked folders
         for name in [*dirs, *files]:
             path = Path(folder) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
+            if path.is_symlink() and not path.resolve().is_relative_to(allowed):
                 raise CheckpointError(
-                    f"{path}: a link to {os.readlink(path)}, outside the folder {root}; a saved model reads only itself"
+                    f"{path}: a link to {os.readlink(path)}, outside the folder {allowed}; a saved model reads only "
+                    "itself"
                 )
 
 

@@ -97,6 +97,31 @@ def test_a_package_named_by_the_folder_is_never_imported(
     assert not marker.exists() and "model_helpers" not in sys.modules
 
 
+def test_a_folder_the_caller_fetched_from_the_hub_may_link_to_the_caches_blobs(
+    saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one download that happens is the caller's: a hub id given to from_pretrained. The cache's snapshot
+    links every file to the repo's blobs folder beside it, which is not outside the download."""
+    import huggingface_hub
+
+    repo = tmp_path / "hub" / "models--someone--digits"
+    snapshot = repo / "snapshots" / "abc123"
+    for file in saved.rglob("*"):
+        if file.is_file():
+            blob = repo / "blobs" / file.relative_to(saved).as_posix().replace("/", "_")
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, blob)
+            (snapshot / file.relative_to(saved)).parent.mkdir(parents=True, exist_ok=True)
+            (snapshot / file.relative_to(saved)).symlink_to(blob)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(snapshot))
+    loaded = JointEmbeddingModel.from_pretrained("someone/digits")
+    assert sorted(loaded.modalities) == ["ids", "text"]
+    (snapshot / "model.safetensors").unlink()
+    (snapshot / "model.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: a link to .*elsewhere\.safetensors, outside"):
+        JointEmbeddingModel.from_pretrained("someone/digits")
+
+
 def test_a_path_outside_the_folder_is_never_read(saved: Path, tmp_path: Path) -> None:
     folder = _copy(saved, tmp_path)
     shutil.copytree(folder / "fields" / "text" / "encoder" / "tokenizer", tmp_path / "elsewhere")

@@ -525,7 +525,7 @@ class JointEmbeddingModel(nn.Module):
                 state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
                 load_weights(model, path, strict=strict, map_location=map_location, state=state)
         else:
-            with open_folder(path, FORMAT, (1, FORMAT_VERSION)) as (folder, config):
+            with open_folder(path, FORMAT, (1, FORMAT_VERSION), fetched=path != Path(name_or_path)) as (folder, config):
                 model = cls._build(config, folder / CONFIG_NAME, folder)
                 load_weights(model, folder / WEIGHTS_NAME, strict=strict, map_location=map_location)
         return model.to(map_location).eval()
