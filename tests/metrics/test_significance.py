@@ -1,0 +1,96 @@
+"""Paired significance of a model against a baseline: hand-computed McNemar and sign-flip p-values, the
+degenerate cases (no difference, a constant shift) and seeded reproducibility."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from jointembed.metrics.significance import (
+    McNemar,
+    PairedComparison,
+    format_comparison,
+    format_comparisons,
+    mcnemar_exact,
+    paired_comparison,
+)
+
+
+def test_mcnemar_matches_a_hand_binomial() -> None:
+    # 1 user only the model hits, 6 only the baseline hits, 3 both, 2 neither: 7 discordant users.
+    a = [1] * 1 + [0] * 6 + [1] * 3 + [0] * 2
+    b = [0] * 1 + [1] * 6 + [1] * 3 + [0] * 2
+    result = mcnemar_exact(a, b)
+    # two-sided: 2 * P(X <= 1), X ~ Binomial(7, 1/2) = 2 * (1 + 7) / 128
+    assert result == McNemar(1, 6, pytest.approx(16 / 128))
+    assert mcnemar_exact(b, a) == McNemar(6, 1, pytest.approx(16 / 128))
+    # 0 against 3: 2 * 1/8
+    assert mcnemar_exact([0, 0, 0, 1], [1, 1, 1, 1]).p_value == pytest.approx(0.25)
+
+
+def test_mcnemar_without_discordant_users_is_one_and_nan_users_are_dropped() -> None:
+    assert mcnemar_exact([1, 0, 1], [1, 0, 1]) == McNemar(0, 0, 1.0)
+    assert mcnemar_exact([1.0, math.nan, 0.0], [0.0, 1.0, 0.0]) == McNemar(1, 0, 1.0)  # 2 * 1/2, capped at 1
+
+
+def test_identical_arrays_give_zero_difference_interval_and_p_one() -> None:
+    a = np.random.default_rng(0).random(200)
+    assert paired_comparison(a, a) == PairedComparison(0.0, 0.0, 0.0, 1.0, 200)
+
+
+def test_a_constant_shift_is_exact_and_significant() -> None:
+    b = np.random.default_rng(1).random(50)
+    c = paired_comparison(b + 0.25, b)
+    assert c.difference == pytest.approx(0.25, abs=1e-12)
+    assert c.low == pytest.approx(0.25, abs=1e-12) and c.high == pytest.approx(0.25, abs=1e-12)
+    # only the two all-equal sign patterns (chance 2 / 2**50) reach |0.25|: p is the smallest the draws allow
+    assert c.p_value == pytest.approx(1 / 2001)
+    assert paired_comparison(b, b + 0.25).difference == pytest.approx(-0.25)
+
+
+def test_small_samples_enumerate_every_sign_pattern() -> None:
+    # d = (1, 2, 3): |mean| = 2 is reached only by (+,+,+) and (-,-,-): p = 2/8
+    assert paired_comparison([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]).p_value == pytest.approx(0.25)
+    # d = (1, 1, 1, -1): each s*d is an independent +-1, |sum| = 2 observed; sums of four +-1 are 4, 2, 0, -2, -4
+    # with counts 1, 4, 6, 4, 1, so |sum| >= 2 in 10 of 16 patterns
+    assert paired_comparison([1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]).p_value == pytest.approx(10 / 16)
+
+
+def test_the_interval_covers_the_difference_and_a_clear_gap_is_significant() -> None:
+    rng = np.random.default_rng(2)
+    b = rng.random(400)
+    a = b + rng.normal(0.1, 0.2, 400)
+    c = paired_comparison(a, b)
+    assert c.low < c.difference < c.high and c.low > 0.05 and c.high < 0.15
+    assert c.p_value < 0.01
+    noise = paired_comparison(b + rng.normal(0.0, 0.2, 400), b)
+    assert noise.low < 0 < noise.high and noise.p_value > 0.05
+
+
+def test_reproducible_with_the_seed() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.random(100), rng.random(100)
+    assert paired_comparison(a, b, seed=7) == paired_comparison(a, b, seed=7)
+    assert paired_comparison(a, b, seed=7) != paired_comparison(a, b, seed=8)
+
+
+def test_nan_pairs_are_dropped_and_bad_input_is_named() -> None:
+    c = paired_comparison([1.0, math.nan, 3.0], [0.0, 5.0, 2.0])
+    assert c.users == 2 and c.difference == pytest.approx(1.0)
+    assert paired_comparison([math.nan], [1.0]).users == 0
+    with pytest.raises(ValueError, match="one value per user in both: got 2 and 3"):
+        paired_comparison([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="resamples must be >= 1"):
+        paired_comparison([1], [1], resamples=0)
+
+
+def test_formatting() -> None:
+    c = PairedComparison(0.0213, 0.0041, 0.0382, 0.0204, 943)
+    assert format_comparison(c) == "+0.021 [+0.004, +0.038] p=0.020"
+    assert format_comparison(c._replace(difference=-0.5, p_value=0.0004)).endswith("p<0.001")
+    table = format_comparisons([("network", "ease", "hr@10", c, McNemar(30, 12, 0.008))])
+    header, row = table.splitlines()
+    assert "McNemar" in header and row.split()[:3] == ["network", "ease", "hr@10"]
+    assert row.split()[-2:] == ["p=0.008", "943"]
