@@ -15,6 +15,7 @@ titles.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.metrics.ranking import budget_rows, chunked_top_k
+from jointembed.models.user_encoders import create_user_encoder, get_user_encoder_class, list_user_encoders
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import Combiner, SparseEmbedding, suggest_embedding_dim
 from jointembed.search.backends import exact_top_k
@@ -101,6 +103,11 @@ class Recommender(nn.Module):
             recent-watches bag, ``recent_items > 0``, else 0).
         num_dense_features: Number of dense user features, or 0 for none.
         tie_output_embeddings: Score items with the input (history) table instead of a separate output table.
+        user_encoder: Registered name of how the history becomes a vector
+            (:mod:`jointembed.models.user_encoders`): ``bag`` (pooled by ``combiner``, order ignored), ``sasrec``
+            (self-attention over the ordered latest items) or ``gru``.
+        user_encoder_config: The user encoder's own arguments, e.g. ``{"max_length": 50, "num_layers": 2}`` (its
+            width is ``embedding_dim``); the saved configuration holds all of them, defaults included.
     """
 
     def __init__(
@@ -114,9 +121,12 @@ class Recommender(nn.Module):
         num_user_features: int | None = 0,
         num_dense_features: int = 0,
         tie_output_embeddings: bool = False,
+        user_encoder: str = "bag",
+        user_encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         _check_sizes(num_items, num_user_features)
+        _check_user_encoder(user_encoder, user_encoder_config)
         if num_dense_features < 0:
             raise ValueError(f"num_dense_features must be >= 0, got {num_dense_features}")
         if embedding_dim is not None and embedding_dim < 1:
@@ -132,6 +142,8 @@ class Recommender(nn.Module):
             "num_user_features": num_user_features,
             "num_dense_features": num_dense_features,
             "tie_output_embeddings": tie_output_embeddings,
+            "user_encoder": user_encoder,
+            "user_encoder_config": dict(user_encoder_config or {}),
         }
         self.num_items: int | None = None  # set with the tables
         self.embedding_dim: int | None = None
@@ -181,7 +193,12 @@ class Recommender(nn.Module):
         self.output_weight = None if tied else nn.Parameter(torch.randn(num_items, dim) * dim**-0.5)
         # (N, 1) rather than (N,): a sparse gradient cannot flow back through the reshape to 1-D.
         self.output_bias = nn.Parameter(torch.zeros(num_items, 1))
+        # built last: the bag encoder has no parameters, so a bag model draws the same weights as before
+        encoder_settings = config["user_encoder_config"]
+        self.user_encoder = create_user_encoder(config["user_encoder"], embedding_dim=dim, **encoder_settings)
+        settings = {k: v for k, v in self.user_encoder.get_config().items() if k != "embedding_dim"}
         config.update(num_items=num_items, embedding_dim=dim, num_user_features=num_user_features)
+        config.update(user_encoder_config=settings)
         self.num_items, self.embedding_dim = num_items, dim
 
     def require_sizes(self) -> None:
@@ -233,13 +250,13 @@ class Recommender(nn.Module):
         """``(B, d)`` user vectors.
 
         Args:
-            history: ``B`` bags of watched item IDs.
+            history: ``B`` bags of watched item IDs, oldest first (the order matters to a sequential user encoder).
             user_features: ``B`` bags of categorical user-feature IDs; required iff ``num_user_features > 0``.
             dense: ``(B, num_dense_features)`` dense user features; required iff ``num_dense_features > 0``.
         """
         self.require_sizes()
         size = len(history)
-        parts = [self.history_embedding(history)]
+        parts = [self.user_encoder(history, self.history_embedding)]
         if (user_features is None) != (self.user_feature_embedding is None):
             raise ValueError(_mismatch("user_features", "num_user_features", user_features is not None))
         if user_features is not None:
@@ -479,6 +496,19 @@ def _check_sizes(num_items: int | None, num_user_features: int | None) -> None:
         raise ValueError(f"num_items must be >= 1 (or None for the data's), got {num_items}")
     if num_user_features is not None and num_user_features < 0:
         raise ValueError(f"num_user_features must be >= 0 (or None for the data's), got {num_user_features}")
+
+
+def _check_user_encoder(name: str, config: Mapping[str, Any] | None) -> None:
+    """Refuse an unknown user encoder, or arguments it does not take, when the recommender is built (its layers
+    are built later, with the tables)."""
+    if not isinstance(name, str) or name not in list_user_encoders():
+        raise ValueError(f"user_encoder must be one of {list_user_encoders()}, got {name!r}")
+    if config is not None and not isinstance(config, Mapping):
+        raise ValueError(f"user_encoder_config must be a mapping of the encoder's arguments, got {config!r}")
+    try:
+        inspect.signature(get_user_encoder_class(name)).bind(embedding_dim=1, **(config or {}))
+    except TypeError as error:
+        raise ValueError(f"user_encoder_config does not fit user encoder {name!r}: {error}") from None
 
 
 def _check_bags(value: Any, argument: str) -> None:

@@ -1,0 +1,279 @@
+"""User encoders: how a recommender turns a user's watch history into one vector, by registered name.
+
+A history reaches the recommender as a :class:`~jointembed.sparse.SparseBatch` of item IDs, oldest first (the data
+modules and :class:`~jointembed.models.pretrained_recommender.PretrainedRecommender` keep the watch order). A user
+encoder maps it to ``(B, d)`` through the recommender's input item table, which it reads but does not own, so the
+table (and, with ``tie_output_embeddings``, the output table) stays one parameter of the recommender and a
+``bag`` model keeps the exact weights and parameter names it had before encoders were a choice:
+
+- ``bag``: the table's pooled bag (``sum``/``mean``/``sqrtn``); order is ignored (the YouTube network).
+- ``sasrec``: causal self-attention over the last ``max_length`` items with learned positions; the user vector is
+  the output at the newest position (Kang & McAuley 2018, "Self-Attentive Sequential Recommendation").
+- ``gru``: a GRU over the last ``max_length`` items; the user vector is its last hidden state (GRU4Rec,
+  Hidasi et al. 2016).
+
+They have a registry of their own rather than a place among :data:`jointembed.registry.ENCODERS`: those
+encoders own their inputs' whole path (preprocessing, tables) and are built standalone, while these take a table
+that belongs to the model around them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jointembed.nn.sparse_embedding import SparseEmbedding
+from jointembed.registry import Registry
+from jointembed.sparse import SparseBatch
+
+__all__ = [
+    "USER_ENCODERS",
+    "UserEncoder",
+    "BagUserEncoder",
+    "SASRecUserEncoder",
+    "GRUUserEncoder",
+    "register_user_encoder",
+    "create_user_encoder",
+    "get_user_encoder_class",
+    "list_user_encoders",
+    "padded_sequences",
+]
+
+USER_ENCODERS = Registry("user encoder", "jointembed.models.user_encoders")
+register_user_encoder = USER_ENCODERS.register
+create_user_encoder = USER_ENCODERS.create
+get_user_encoder_class = USER_ENCODERS.get
+list_user_encoders = USER_ENCODERS.names
+
+
+class UserEncoder(nn.Module):
+    """Base class: ``forward(history, items) -> (B, d)``, built with the item table's width ``embedding_dim``.
+
+    Subclasses take their settings as typed keyword arguments (a recipe's ``user_encoder_config``) and return them
+    from :meth:`get_config`, so ``create_user_encoder(enc.registry_name, **enc.get_config())`` rebuilds one.
+    """
+
+    registry_name: str
+    #: Whether the vector depends on the order of the history (the contract test checks it either way).
+    order_sensitive: bool = False
+
+    def __init__(self, embedding_dim: int) -> None:
+        super().__init__()
+        if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be an integer >= 1, got {embedding_dim!r}")
+        self.embedding_dim = embedding_dim
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, ``embedding_dim`` included."""
+        return {"embedding_dim": self.embedding_dim}
+
+    @classmethod
+    def tiny(cls, embedding_dim: int = 8) -> UserEncoder:
+        """A test-sized encoder of this kind."""
+        return cls(embedding_dim)
+
+    def forward(self, history: SparseBatch, items: SparseEmbedding) -> torch.Tensor:
+        """``(B, d)`` one vector per history.
+
+        Args:
+            history: ``B`` bags of item IDs, oldest first; a bag may be empty.
+            items: The recommender's ``(N, d)`` input item table.
+        """
+        raise NotImplementedError
+
+
+@register_user_encoder("bag")
+class BagUserEncoder(UserEncoder):
+    """The history as an unordered bag: the item table's pooled rows (its ``combiner``); an empty bag gives zeros.
+
+    Has no parameters of its own, so a recommender with this encoder has the same weights, names and seeded
+    initial values as before encoders were a choice.
+
+    Args:
+        embedding_dim: Width d of the item table.
+    """
+
+    def forward(self, history: SparseBatch, items: SparseEmbedding) -> torch.Tensor:
+        """``(B, d)`` pooled bags."""
+        return items(history)
+
+
+def padded_sequences(history: SparseBatch, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last ``max_length`` IDs of each bag, left-padded so the newest item is in the last column.
+
+    Args:
+        history: ``B`` bags, oldest first.
+        max_length: Items kept per bag (>= 1).
+
+    Returns:
+        ``ids (B, L)`` int64 (0 where padded) and ``mask (B, L)`` bool (True on a real item), with ``L`` the
+        longest kept bag (at least 1).
+    """
+    tail = history.tail(max_length)
+    lengths = tail.lengths()
+    width = max(int(lengths.max()) if len(lengths) else 0, 1)
+    bag = tail.bag_ids()
+    within = torch.arange(tail.values.numel(), device=bag.device) - torch.repeat_interleave(tail.offsets, lengths)
+    column = width - lengths[bag] + within
+    ids = torch.zeros(len(tail), width, dtype=torch.long, device=bag.device)
+    mask = torch.zeros(len(tail), width, dtype=torch.bool, device=bag.device)
+    ids[bag, column] = tail.values
+    mask[bag, column] = True
+    return ids, mask
+
+
+class _SequenceEncoder(UserEncoder):
+    """Shared parts of the ordered encoders: settings checks and the lookup of the padded sequence's rows."""
+
+    order_sensitive = True
+
+    def __init__(self, embedding_dim: int, max_length: int, dropout: float) -> None:
+        super().__init__(embedding_dim)
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.max_length, self.dropout = max_length, dropout
+
+    def _rows(self, history: SparseBatch, items: SparseEmbedding) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, L, d)`` item rows (zeros where padded) and the ``(B, L)`` mask of real items."""
+        if history.weights is not None:
+            raise ValueError(f"the {self.registry_name!r} user encoder reads an ordered history, not weighted bags")
+        ids, mask = padded_sequences(history, self.max_length)
+        rows = F.embedding(ids, items.weight, sparse=items.bag.sparse)
+        return rows * mask.unsqueeze(-1).to(rows.dtype), mask
+
+
+@register_user_encoder("sasrec")
+class SASRecUserEncoder(_SequenceEncoder):
+    """Self-attention over the last ``max_length`` items, with learned positions; the vector at the newest one.
+
+    Item rows come from the recommender's input table (with ``tie_output_embeddings: true`` it is also the output
+    table, as in SASRec); positions count back from the newest item, so the newest always has position 0 whatever
+    the history's length. Pre-norm transformer blocks (``num_layers``, ``num_heads``, a ``ffn_factor``-wide
+    feed-forward) and a final layer norm. Every position may attend to itself, so padded positions and empty
+    histories stay finite (an empty history gives a learned vector from position 0 alone).
+
+    Args:
+        embedding_dim: Width d of the item table (the blocks' width).
+        max_length: Latest items attended to.
+        num_layers: Transformer blocks.
+        num_heads: Attention heads (must divide d).
+        ffn_factor: Feed-forward width as a multiple of d.
+        dropout: Dropout on the input rows and inside the blocks.
+        causal: Each position attends only to itself and older items (SASRec); ``False`` lets every position
+            see the whole window (only the newest position's output is used either way).
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        max_length: int = 50,
+        num_layers: int = 2,
+        num_heads: int = 1,
+        ffn_factor: int = 1,
+        dropout: float = 0.2,
+        causal: bool = True,
+    ) -> None:
+        super().__init__(embedding_dim, max_length, dropout)
+        if num_layers < 1 or num_heads < 1 or embedding_dim % num_heads:
+            raise ValueError(
+                f"need num_layers >= 1 and num_heads >= 1 dividing embedding_dim={embedding_dim}, got "
+                f"num_layers={num_layers}, num_heads={num_heads}"
+            )
+        if ffn_factor < 1:
+            raise ValueError(f"ffn_factor must be >= 1, got {ffn_factor}")
+        self.num_layers, self.num_heads, self.ffn_factor, self.causal = num_layers, num_heads, ffn_factor, causal
+        self.positions = nn.Parameter(torch.randn(max_length, embedding_dim) * embedding_dim**-0.5)
+        self.input_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                embedding_dim,
+                num_heads,
+                dim_feedforward=ffn_factor * embedding_dim,
+                dropout=dropout,
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(embedding_dim)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        keys = ("max_length", "num_layers", "num_heads", "ffn_factor", "dropout", "causal")
+        return {**super().get_config(), **{key: getattr(self, key) for key in keys}}
+
+    @classmethod
+    def tiny(cls, embedding_dim: int = 8) -> SASRecUserEncoder:
+        """One block, one head, 8 positions, no dropout."""
+        return cls(embedding_dim, max_length=8, num_layers=1, num_heads=1, dropout=0.0)
+
+    def forward(self, history: SparseBatch, items: SparseEmbedding) -> torch.Tensor:
+        """``(B, d)`` the output at each history's newest position."""
+        rows, mask = self._rows(history, items)
+        width = rows.shape[1]
+        x = self.input_dropout(rows + self.positions[:width].flip(0))
+        # True = may not attend. Keys: real items (and the query itself, so no row is all masked).
+        blocked = ~mask.unsqueeze(1).expand(-1, width, -1)
+        if self.causal:
+            blocked = blocked | torch.ones(width, width, dtype=torch.bool, device=rows.device).triu(1)
+        blocked = blocked & ~torch.eye(width, dtype=torch.bool, device=rows.device)
+        attention_mask = blocked.repeat_interleave(self.num_heads, dim=0)
+        for block in self.blocks:
+            x = block(x, src_mask=attention_mask)
+        return self.norm(x[:, -1])
+
+
+@register_user_encoder("gru")
+class GRUUserEncoder(_SequenceEncoder):
+    """A GRU over the last ``max_length`` items, oldest first; the vector is its last layer's final hidden state.
+
+    Item rows come from the recommender's input table; an empty history is read as one all-zero step.
+
+    Args:
+        embedding_dim: Width d of the item table (and of the hidden state).
+        max_length: Latest items read.
+        num_layers: Stacked GRU layers.
+        dropout: Dropout on the input rows (and between layers).
+    """
+
+    def __init__(self, embedding_dim: int, max_length: int = 50, num_layers: int = 1, dropout: float = 0.2) -> None:
+        super().__init__(embedding_dim, max_length, dropout)
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.num_layers = num_layers
+        self.input_dropout = nn.Dropout(dropout)
+        between = dropout if num_layers > 1 else 0.0
+        self.gru = nn.GRU(embedding_dim, embedding_dim, num_layers, batch_first=True, dropout=between)
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {
+            **super().get_config(),
+            "max_length": self.max_length,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def tiny(cls, embedding_dim: int = 8) -> GRUUserEncoder:
+        """One layer, 8 steps, no dropout."""
+        return cls(embedding_dim, max_length=8, dropout=0.0)
+
+    def forward(self, history: SparseBatch, items: SparseEmbedding) -> torch.Tensor:
+        """``(B, d)`` the final hidden state of each history."""
+        rows, mask = self._rows(history, items)
+        lengths = mask.sum(1)
+        # right-aligned rows: roll each to start at column 0 so packing reads only its real steps
+        width = rows.shape[1]
+        shift = (torch.arange(width, device=rows.device) + (width - lengths).unsqueeze(1)) % width
+        rows = rows.gather(1, shift.unsqueeze(-1).expand_as(rows))
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.input_dropout(rows), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, hidden = self.gru(packed)
+        return hidden[-1]
