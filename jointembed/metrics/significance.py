@@ -22,7 +22,7 @@ Users where either value is NaN (no target, see :mod:`jointembed.metrics.ranking
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +35,9 @@ __all__ = [
     "mcnemar_exact",
     "format_comparison",
     "format_comparisons",
+    "compare_per_user",
+    "align_users",
+    "per_user_csv",
     "RESAMPLES",
 ]
 
@@ -187,3 +190,77 @@ def format_comparisons(rows: Sequence[tuple[str, str, str, PairedComparison, McN
         padded = [f"{v!s:<{w}}" if i < 4 else f"{v!s:>{w}}" for i, (v, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(padded))
     return "\n".join(line.rstrip() for line in lines)
+
+
+#: One line of a comparison table: ``(model, baseline, metric, comparison, McNemar of the hits or None)``.
+Row = tuple[str, str, str, PairedComparison, McNemar | None]
+
+
+def compare_per_user(
+    model: Mapping[str, np.ndarray],
+    baselines: Mapping[str, Mapping[str, np.ndarray]],
+    metrics: Sequence[str],
+    hit_metric: str | None = None,
+    model_name: str = "model",
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, dict[str, float]]], list[Row]]:
+    """Compare a model with each baseline on each metric, user by user.
+
+    Args:
+        model: ``{metric: (U,) per-user values}``.
+        baselines: ``{name: {metric: (U,)}}``, aligned with ``model`` (same users, same order; NaN: not scored).
+        metrics: The metrics to compare (each in ``model`` and every baseline).
+        hit_metric: A binary metric (e.g. ``"hr@10"``) that also gets the exact McNemar test.
+        model_name: The model's name in the table rows.
+        resamples: Bootstrap and sign-flip draws.
+        seed: Seed of every comparison.
+
+    Returns:
+        ``({baseline: {metric: PairedComparison as a dict, "<hit_metric>_mcnemar": McNemar as a dict}}, rows)``
+        for ``test_metrics.json`` and for :func:`format_comparisons`.
+    """
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    rows: list[Row] = []
+    for name, values in baselines.items():
+        entry: dict[str, dict[str, float]] = {}
+        for metric in metrics:
+            comparison = paired_comparison(model[metric], values[metric], resamples, seed)
+            test = mcnemar_exact(model[metric], values[metric]) if metric == hit_metric else None
+            entry[metric] = comparison._asdict()
+            if test is not None:
+                entry[f"{metric}_mcnemar"] = test._asdict()
+            rows.append((model_name, name, metric, comparison, test))
+        result[name] = entry
+    return result, rows
+
+
+def align_users(users: np.ndarray, other_users: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (one per ``other_users``) reordered to ``users``; NaN for a user ``other_users`` lacks.
+
+    Args:
+        users: ``(U,)`` the user IDs to align to.
+        other_users: ``(V,)`` distinct user IDs that ``values`` belongs to.
+        values: ``(V,)`` a metric per user.
+    """
+    users, other_users = np.asarray(users).reshape(-1), np.asarray(other_users).reshape(-1)
+    order = np.argsort(other_users, kind="stable")
+    ordered = other_users[order]
+    out = np.full(users.shape, np.nan)
+    if ordered.size:
+        at = np.minimum(np.searchsorted(ordered, users), ordered.size - 1)
+        found = ordered[at] == users
+        out[found] = np.asarray(values, dtype=np.float64)[order][at[found]]
+    return out
+
+
+def per_user_csv(columns: Mapping[str, np.ndarray]) -> str:
+    """Per-user results as CSV text: a header of the column names, then one line per user (``%.6g``; the first
+    column, the user ID, as an integer)."""
+    names = list(columns)
+    arrays = [np.asarray(columns[name]) for name in names]
+    lines = [",".join(names)]
+    for i in range(arrays[0].size if arrays else 0):
+        cells = [str(int(arrays[0][i]))] + [f"{float(a[i]):.6g}" for a in arrays[1:]]
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"

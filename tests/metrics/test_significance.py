@@ -11,10 +11,13 @@ import pytest
 from jointembed.metrics.significance import (
     McNemar,
     PairedComparison,
+    align_users,
+    compare_per_user,
     format_comparison,
     format_comparisons,
     mcnemar_exact,
     paired_comparison,
+    per_user_csv,
 )
 
 
@@ -94,3 +97,28 @@ def test_formatting() -> None:
     header, row = table.splitlines()
     assert "McNemar" in header and row.split()[:3] == ["network", "ease", "hr@10"]
     assert row.split()[-2:] == ["p=0.008", "943"]
+
+
+def test_compare_per_user_gives_every_baseline_and_metric() -> None:
+    model = {"hr@10": np.array([1.0, 1.0, 0.0, 1.0]), "ndcg@10": np.array([0.5, 1.0, 0.0, 0.3])}
+    baselines = {"self": dict(model), "ease": {"hr@10": np.array([0.0, 1.0, 0.0, 0.0]), "ndcg@10": np.zeros(4)}}
+    result, rows = compare_per_user(model, baselines, ["hr@10", "ndcg@10"], hit_metric="hr@10")
+    assert result["self"]["hr@10"] == {"difference": 0.0, "low": 0.0, "high": 0.0, "p_value": 1.0, "users": 4}
+    assert result["self"]["hr@10_mcnemar"] == {"model_only": 0, "baseline_only": 0, "p_value": 1.0}
+    assert result["ease"]["hr@10_mcnemar"] == {"model_only": 2, "baseline_only": 0, "p_value": 0.5}
+    assert result["ease"]["ndcg@10"]["difference"] == pytest.approx(0.45)
+    # d = (0.5, 1, 0, 0.3): 16 sign patterns, |sum| >= 1.8 for (+,+,*,+) and (-,-,*,-): 4 of 16
+    assert result["ease"]["ndcg@10"]["p_value"] == pytest.approx(0.25)
+    assert [row[:3] for row in rows] == [("model", b, m) for b in ("self", "ease") for m in ("hr@10", "ndcg@10")]
+    assert rows[1][4] is None and rows[0][4] == McNemar(0, 0, 1.0)
+
+
+def test_align_users_reorders_and_marks_missing_users() -> None:
+    aligned = align_users(np.array([7, 3, 9]), np.array([3, 5, 7]), np.array([0.3, 0.5, 0.7]))
+    np.testing.assert_array_equal(aligned, [0.7, 0.3, np.nan])
+    assert np.isnan(align_users(np.array([1]), np.array([], dtype=np.int64), np.array([]))).all()
+
+
+def test_per_user_csv() -> None:
+    text = per_user_csv({"user": np.array([4, 2]), "model_hr@10": np.array([1.0, 0.0]), "x": np.array([0.25, np.nan])})
+    assert text == "user,model_hr@10,x\n4,1,0.25\n2,0,nan\n"
