@@ -31,7 +31,7 @@ from jointembed.data.interactions import (
 )
 from jointembed.data.movie_world import MovieWorld, generate_movie_world
 from jointembed.data.movielens import read_movielens
-from jointembed.metrics.ranking import RANKING_METRICS, evaluate_rankings
+from jointembed.metrics.ranking import RANKING_METRICS, evaluate_rankings, hit_rate_at_k, ndcg_at_k
 from jointembed.models.recommender import recent_watches
 from jointembed.sparse import SparseBatch
 
@@ -186,7 +186,8 @@ class MultiTargetExamples(Dataset):
 
 
 class EvalUsers(Dataset):
-    """Evaluation users: the full input history (it is also what gets excluded) and the held-out targets."""
+    """Evaluation users: the full input history (it is also what gets excluded), the held-out targets and the
+    ``(B,)`` user IDs."""
 
     def __init__(self, inputs: Histories, targets: Histories, users: np.ndarray) -> None:
         self.inputs, self.targets, self.users = inputs, targets, users
@@ -199,7 +200,11 @@ class EvalUsers(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, Any]:
         users = self.users[np.asarray(indices, dtype=np.int64)]
-        return {"history": self.inputs.to_sparse_batch(users), "targets": self.targets.to_sparse_batch(users)}
+        return {
+            "history": self.inputs.to_sparse_batch(users),
+            "targets": self.targets.to_sparse_batch(users),
+            "users": torch.from_numpy(users),
+        }
 
 
 def _drop_timestamps(split: RecommendationSplit) -> None:
@@ -224,8 +229,8 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
 
     Training batches: ``{"history": SparseBatch (B bags), "target": LongTensor (B,)}``, or with
     ``target_fraction`` ``{"history": SparseBatch, "targets": SparseBatch}`` (B users, several targets each).
-    Validation and test batches: ``{"history": SparseBatch, "targets": SparseBatch}`` (all held-out items of
-    each user).
+    Validation and test batches: ``{"history": SparseBatch, "targets": SparseBatch, "users": (B,) int64}`` (all
+    held-out items of each user, and the user IDs, which key the per-user test results).
 
     Args:
         protocol: ``leave_last_out``: per user, the last watch is the test target and the one before it the
@@ -419,18 +424,47 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         keys are absent) above ``ease_max_items``, where its dense item-item matrix does not fit.
         """
         s = self._split()
-        fit_on = s.test_input if self.protocol == "leave_last_out" else s.train
-        baselines: dict[str, Any] = {"popularity": PopularityRecommender()}
-        if s.train.num_items <= self.ease_max_items:
-            baselines["ease"] = EASE(l2=self.ease_l2, max_items=self.ease_max_items)
         result: dict[str, float] = {}
-        for name, model in baselines.items():
-            model.fit(fit_on)
-            top = model.recommend(s.test_input, s.test_users, k=k)
+        for name, top in self._baseline_top(k).items():
             metrics = evaluate_rankings(top, s.test_targets, s.train.num_items, ks=[k], users=s.test_users)
             for metric in RANKING_METRICS:
                 result[f"test/baseline_{name}/{metric}@{k}"] = metrics[f"{metric}@{k}"]
         return result
+
+    def baseline_per_user(self, k: int = 10) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """Per-user HR@k and NDCG@k of the baselines of :meth:`baseline_metrics` (fit once for both), for paired
+        comparisons with a model scored on the same users.
+
+        Returns:
+            ``(users, {name: {"hr@k": (U,), "ndcg@k": (U,)}})``: the ``(U,)`` test user IDs and each baseline's
+            values for them, in that order (NaN for a user without a target).
+        """
+        s = self._split()
+        rows = s.test_targets.select(s.test_users)
+        per_user = {
+            name: {
+                f"hr@{k}": np.asarray(hit_rate_at_k(top, rows, k, per_user=True)),
+                f"ndcg@{k}": np.asarray(ndcg_at_k(top, rows, k, per_user=True)),
+            }
+            for name, top in self._baseline_top(k).items()
+        }
+        return s.test_users, per_user
+
+    def _baseline_top(self, k: int) -> dict[str, np.ndarray]:
+        """Each baseline's ``(U, k)`` top items for the test users, computed once per split and k."""
+        s = self._split()
+        cache = self.__dict__.setdefault("_baseline_tops", {})
+        if k in cache and cache[k][0] is s:
+            return cache[k][1]
+        fit_on = s.test_input if self.protocol == "leave_last_out" else s.train
+        baselines: dict[str, Any] = {"popularity": PopularityRecommender()}
+        if s.train.num_items <= self.ease_max_items:
+            baselines["ease"] = EASE(l2=self.ease_l2, max_items=self.ease_max_items)
+        tops = {
+            name: np.asarray(b.fit(fit_on).recommend(s.test_input, s.test_users, k=k)) for name, b in baselines.items()
+        }
+        cache[k] = (s, tops)
+        return tops
 
 
 class MovieLensDataModule(InteractionsDataModule):

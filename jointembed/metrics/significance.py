@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.stats import binomtest
 
+from jointembed.metrics.ranking import TargetsLike, TopK, hit_rate_at_k, ndcg_at_k
+
 __all__ = [
     "PairedComparison",
     "McNemar",
@@ -38,6 +40,7 @@ __all__ = [
     "compare_per_user",
     "align_users",
     "per_user_csv",
+    "PerUserResults",
     "RESAMPLES",
 ]
 
@@ -255,12 +258,66 @@ def align_users(users: np.ndarray, other_users: np.ndarray, values: np.ndarray) 
 
 
 def per_user_csv(columns: Mapping[str, np.ndarray]) -> str:
-    """Per-user results as CSV text: a header of the column names, then one line per user (``%.6g``; the first
-    column, the user ID, as an integer)."""
+    """Per-user results as CSV text: a header of the column names, then one line per user (the first column, the
+    user ID, as an integer; values with every digit, so comparisons recomputed from the file are exact)."""
     names = list(columns)
     arrays = [np.asarray(columns[name]) for name in names]
     lines = [",".join(names)]
     for i in range(arrays[0].size if arrays else 0):
-        cells = [str(int(arrays[0][i]))] + [f"{float(a[i]):.6g}" for a in arrays[1:]]
+        cells = [str(int(arrays[0][i]))] + [repr(float(a[i])) for a in arrays[1:]]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
+
+
+class PerUserResults:
+    """A test's HR@k and NDCG@k per user, gathered batch by batch, and their comparison with baselines.
+
+    Args:
+        k: Cut-off.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.users: list[np.ndarray] = []
+        self.values: dict[str, list[np.ndarray]] = {f"hr@{k}": [], f"ndcg@{k}": []}
+        self.keyed = True  # False once a batch came without user IDs: rows are then numbered in order
+
+    def add(self, topk: TopK, targets: TargetsLike, users: np.ndarray | Sequence[int] | None = None) -> None:
+        """Score one batch: ``topk (B, >=k)`` recommendations, B target rows and the ``(B,)`` user IDs."""
+        if users is None:
+            self.keyed = False
+            start = sum(u.size for u in self.users)
+            users = np.arange(start, start + len(topk))
+        self.users.append(np.asarray(users, dtype=np.int64).reshape(-1))
+        self.values[f"hr@{self.k}"].append(np.asarray(hit_rate_at_k(topk, targets, self.k, per_user=True)))
+        self.values[f"ndcg@{self.k}"].append(np.asarray(ndcg_at_k(topk, targets, self.k, per_user=True)))
+
+    def __len__(self) -> int:
+        return sum(u.size for u in self.users)
+
+    def compare(
+        self, baseline_users: np.ndarray | None = None, baselines: Mapping[str, Mapping[str, np.ndarray]] = ()
+    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, dict[str, float]]], list[Row]]:
+        """The per-user table and the model's comparison with each baseline on the users both scored.
+
+        Args:
+            baseline_users: ``(V,)`` the users the baselines' values belong to (ignored without user IDs).
+            baselines: ``{name: {"hr@k": (V,), "ndcg@k": (V,)}}``.
+
+        Returns:
+            ``(columns, comparisons, rows)``: ``{"user" (or "row"): IDs, "model_<metric>", "<name>_<metric>"}``
+            for :func:`per_user_csv`, and what :func:`compare_per_user` returns (empty without baselines).
+        """
+        users = np.concatenate(self.users)
+        model = {metric: np.concatenate(parts) for metric, parts in self.values.items()}
+        columns = {"user" if self.keyed else "row": users, **{f"model_{m}": v for m, v in model.items()}}
+        if not self.keyed or baseline_users is None or not baselines:
+            return columns, {}, []
+        aligned = {
+            name: {m: align_users(users, baseline_users, v) for m, v in values.items() if m in model}
+            for name, values in baselines.items()
+        }
+        for name, values in aligned.items():
+            columns.update({f"{name}_{m}": v for m, v in values.items()})
+        comparisons, rows = compare_per_user(model, aligned, list(model), hit_metric=f"hr@{self.k}")
+        return columns, comparisons, rows

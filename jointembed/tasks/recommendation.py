@@ -29,8 +29,10 @@ from lightning.pytorch import LightningModule
 
 from jointembed.callbacks import refuse_unsized_copy
 from jointembed.config import check_at_least, check_non_negative, check_positive
+from jointembed.io import atomic_write_text
 from jointembed.losses.sampled_softmax import CatalogueLoss, catalogue_losses, create_catalogue_loss
 from jointembed.metrics.ranking import evaluate_rankings
+from jointembed.metrics.significance import PerUserResults, format_comparisons, per_user_csv
 from jointembed.models.recommender import Recommender
 from jointembed.optim import LazyAdam, RowWiseAdagrad
 from jointembed.pretrained import model_card
@@ -79,6 +81,15 @@ class Baselines(Protocol):
 
     def baseline_metrics(self, k: int) -> dict[str, float]:
         """Test metrics of each baseline at cut-off ``k``, keyed ``test/baseline_<name>/<metric>@<k>``."""
+        ...
+
+
+@runtime_checkable
+class PerUserBaselines(Protocol):
+    """Baselines that also give their test results per user, for paired comparisons with the model."""
+
+    def baseline_per_user(self, k: int) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """``(users, {name: {"hr@k": (U,), "ndcg@k": (U,)}})``: the test user IDs and each baseline's values."""
         ...
 
 
@@ -372,6 +383,9 @@ class RecommendationTask(LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._recommended = None
+        self._per_user: PerUserResults | None = PerUserResults(self.eval_k)
+        self._per_user_table: dict[str, np.ndarray] | None = None
+        self._significance: dict[str, Any] = {}
 
     def on_validation_epoch_end(self) -> None:
         self._log_coverage("val")
@@ -383,6 +397,7 @@ class RecommendationTask(LightningModule):
             # Same split, same exclusion of seen items, same metric code: the numbers sit side by side.
             for name, value in datamodule.baseline_metrics(self.eval_k).items():
                 self.log(name, float(value))
+        self._compare_per_user(datamodule)
         if isinstance(datamodule, ColdStartEvaluation):
             # a cold-start split: the same table as the two-tower model's, where this model can only rank the
             # warm movies (it has no vector for a movie it never saw) but folds cold users in from their watches
@@ -394,13 +409,48 @@ class RecommendationTask(LightningModule):
                 print(format_table(self._coldstart, self.eval_k))
 
     def extra_test_metrics(self) -> dict[str, Any]:
-        """The cold-start table (on a cold-start split), for ``test_metrics.json``."""
-        table = getattr(self, "_coldstart", None)
-        if not table:
-            return {}
-        from jointembed.data.coldstart import format_table
+        """For ``test_metrics.json``: the model against each baseline, user by user (``test/significance``: the
+        difference, 95 % interval and p of HR@k and NDCG@k, and McNemar's p of the hits; see
+        :mod:`jointembed.metrics.significance`), and the cold-start table on a cold-start split.
 
-        return {**table, "coldstart_table": format_table(table, self.eval_k)}
+        Also writes the per-user results (``user`` and ``<model or baseline>_hr@k`` / ``_ndcg@k`` columns) to
+        ``test_per_user.csv`` in the directory where ``test_metrics.json`` goes, as ``jointembed`` calls this just
+        before writing it, so anyone can recompute the comparisons.
+        """
+        result: dict[str, Any] = {}
+        table = getattr(self, "_coldstart", None)
+        if table:
+            from jointembed.data.coldstart import format_table
+
+            result.update({**table, "coldstart_table": format_table(table, self.eval_k)})
+        if getattr(self, "_significance", None):
+            result.update(self._significance)
+        columns = getattr(self, "_per_user_table", None)
+        trainer = self._trainer
+        if columns is not None and trainer is not None and trainer.is_global_zero:
+            log_dir = trainer.log_dir or trainer.default_root_dir
+            path = atomic_write_text(Path(log_dir) / "test_per_user.csv", per_user_csv(columns))
+            result["test/per_user_file"] = str(path)
+        return result
+
+    def _compare_per_user(self, datamodule: Any) -> None:
+        """Keep the test's per-user HR@k and NDCG@k with the baselines' for the same users, and compare them."""
+        results, self._per_user = getattr(self, "_per_user", None), None
+        if not results:
+            return
+        if self.trainer.world_size > 1:  # each process holds its own users: gathering them is not done yet
+            warnings.warn("per-user test results and their significance are kept under one process only", stacklevel=2)
+            return
+        base_users, baselines = None, {}
+        if results.keyed and self.compare_baselines and isinstance(datamodule, PerUserBaselines):
+            base_users, baselines = datamodule.baseline_per_user(self.eval_k)
+        self._per_user_table, comparisons, rows = results.compare(base_users, baselines)
+        if not comparisons:
+            return
+        table = format_comparisons(rows)
+        self._significance = {"test/significance": comparisons, "test/significance_table": table}
+        if self.trainer.is_global_zero:
+            print(f"model against the baselines, user by user (95 % bootstrap interval, sign-flip p):\n{table}")
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         history, k = batch["history"], self.eval_k
@@ -410,6 +460,9 @@ class RecommendationTask(LightningModule):
             self._recommended = torch.zeros(self.model.num_items, dtype=torch.bool, device=ids.device)
         self._recommended[ids[ids >= 0]] = True
         metrics = evaluate_rankings(ids, batch["targets"], self.model.num_items, ks=[k])
+        if stage == "test" and getattr(self, "_per_user", None) is not None:
+            users = batch.get("users")
+            self._per_user.add(ids, batch["targets"], None if users is None else users.cpu().numpy())
         evaluated = metrics["num_users"]
         if evaluated == 0:
             return

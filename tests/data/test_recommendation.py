@@ -117,7 +117,8 @@ def test_leave_last_out_batches_and_counts():
         assert s.test_targets.get(u).tolist() == full[-1:].tolist()
         assert s.test_input.get(u).tolist() == full[:-1].tolist()
     batch = next(iter(data.test_dataloader()))
-    assert set(batch) == {"history", "targets"} and len(batch["history"]) == len(batch["targets"])
+    assert set(batch) == {"history", "targets", "users"} and len(batch["history"]) == len(batch["targets"])
+    assert batch["users"].tolist() == s.test_users[: len(batch["users"])].tolist()
     train = next(iter(data.train_dataloader()))
     assert len(train["history"]) == 64 and train["target"].shape == (64,)
 
@@ -151,6 +152,18 @@ def test_baselines_scored_on_the_same_split():
         f"test/baseline_{m}/{k}@10" for m in ("popularity", "ease") for k in ("hr", "recall", "ndcg", "coverage")
     }
     assert metrics["test/baseline_ease/ndcg@10"] > metrics["test/baseline_popularity/ndcg@10"] > 0
+
+
+def test_baseline_per_user_results_average_to_the_baseline_metrics():
+    data = _world()
+    metrics = data.baseline_metrics(k=10)
+    users, per_user = data.baseline_per_user(k=10)
+    assert np.array_equal(users, data.split.test_users) and set(per_user) == {"popularity", "ease"}
+    for name, values in per_user.items():
+        assert values["hr@10"].shape == values["ndcg@10"].shape == users.shape
+        assert set(np.unique(values["hr@10"])) <= {0.0, 1.0}
+        for metric in ("hr", "ndcg"):
+            assert values[f"{metric}@10"].mean() == pytest.approx(metrics[f"test/baseline_{name}/{metric}@10"])
 
 
 def test_movielens_module_reads_the_user_path(tmp_path):

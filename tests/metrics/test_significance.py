@@ -121,4 +121,4 @@ def test_align_users_reorders_and_marks_missing_users() -> None:
 
 def test_per_user_csv() -> None:
     text = per_user_csv({"user": np.array([4, 2]), "model_hr@10": np.array([1.0, 0.0]), "x": np.array([0.25, np.nan])})
-    assert text == "user,model_hr@10,x\n4,1,0.25\n2,0,nan\n"
+    assert text == "user,model_hr@10,x\n4,1.0,0.25\n2,0.0,nan\n"

@@ -2,6 +2,7 @@ import copy
 import random
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -399,3 +400,58 @@ def test_rowwise_adagrad_is_chosen_by_name_and_keeps_one_number_per_table_row():
     assert optimizer.state[table]["sum"].shape == (table.shape[0],)
     with pytest.raises(ValueError, match="optimizer must be one of"):
         _task(optimizer="adam")
+
+
+def _per_user_csv(path):
+    header, *lines = path.read_text().splitlines()
+    rows = [line.split(",") for line in lines]
+    return {name: np.array([float(row[i]) for row in rows]) for i, name in enumerate(header.split(","))}
+
+
+def test_per_user_results_are_written_and_compared_with_the_baselines(tmp_path, capsys):
+    from jointembed.data.recommendation import MovieWorldDataModule
+
+    data = MovieWorldDataModule(num_movies=60, num_users=120, mean_watches=10, eval_batch_size=16)
+    pl.seed_everything(0, verbose=False)
+    task = RecommendationTask(Recommender(None, 8, hidden_sizes=(16,)), lr=0.05)
+    trainer = _trainer(max_epochs=2, default_root_dir=tmp_path)
+    trainer.fit(task, data)
+    test = trainer.test(task, data, verbose=False)[0]
+    assert "model against the baselines, user by user" in capsys.readouterr().out
+    extra = task.extra_test_metrics()
+    table = _per_user_csv(tmp_path / "test_per_user.csv")
+    assert extra["test/per_user_file"] == str(tmp_path / "test_per_user.csv")
+    columns = [f"{who}_{m}@10" for who in ("model", "popularity", "ease") for m in ("hr", "ndcg")]
+    assert list(table) == ["user", *columns]
+    np.testing.assert_array_equal(table["user"], data.split.test_users)  # every test user, keyed by ID
+    assert table["model_hr@10"].mean() == pytest.approx(test["test/hr@10"], abs=1e-6)
+    assert table["ease_ndcg@10"].mean() == pytest.approx(test["test/baseline_ease/ndcg@10"], abs=1e-6)
+    ease = extra["test/significance"]["ease"]
+    difference = table["model_hr@10"].mean() - table["ease_hr@10"].mean()
+    assert ease["hr@10"]["difference"] == pytest.approx(difference)
+    assert ease["hr@10"]["low"] <= difference <= ease["hr@10"]["high"] and 0 < ease["hr@10"]["p_value"] <= 1
+    mcnemar = ease["hr@10_mcnemar"]
+    assert mcnemar["model_only"] - mcnemar["baseline_only"] == round(difference * len(table["user"]))
+    assert {"popularity", "ease"} == set(extra["test/significance"]) and "ease" in extra["test/significance_table"]
+
+    # the model against itself, its per-user results handed back in another order: no difference at all
+    users = table["user"].astype(np.int64)[::-1]
+    mine = {"itself": {m: table[f"model_{m}"][::-1] for m in ("hr@10", "ndcg@10")}}
+    data.baseline_per_user = lambda k: (users, mine)
+    trainer.test(task, data, verbose=False)
+    itself = task.extra_test_metrics()["test/significance"]["itself"]
+    for metric in ("hr@10", "ndcg@10"):
+        assert itself[metric] == {"difference": 0.0, "low": 0.0, "high": 0.0, "p_value": 1.0, "users": users.size}
+    assert itself["hr@10_mcnemar"] == {"model_only": 0, "baseline_only": 0, "p_value": 1.0}
+
+
+def test_per_user_results_without_user_ids_are_keyed_by_row(tmp_path):
+    task = _task("full_softmax")
+    trainer = _trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(task, ClusterWorld())
+    test = trainer.test(task, ClusterWorld(), verbose=False)[0]
+    extra = task.extra_test_metrics()
+    assert "test/significance" not in extra  # no baselines to compare with
+    table = _per_user_csv(tmp_path / "test_per_user.csv")
+    np.testing.assert_array_equal(table["row"], np.arange(60))
+    assert table["model_ndcg@10"].mean() == pytest.approx(test["test/ndcg@10"], abs=1e-6)
