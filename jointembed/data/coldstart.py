@@ -34,6 +34,7 @@ from jointembed.data.interactions import Interactions, temporal_split
 from jointembed.data.recommendation import MovieLensDataModule, MovieWorldDataModule, RecommendationSplit
 from jointembed.histories import Histories
 from jointembed.metrics.ranking import budget_rows, hit_rate_at_k, ndcg_at_k, recall_at_k, topk_from_scorer
+from jointembed.metrics.significance import PairedComparison, format_comparison, paired_comparison
 
 __all__ = [
     "ColdStartSplit",
@@ -182,9 +183,23 @@ def segment_metrics(
         candidates: ``(N,)`` bool: only these items are ranked; ``None`` ranks all.
         k: Cut-off.
     """
+    return _segment(scorer, inputs, targets, users, candidates, k)[0]
+
+
+def _segment(
+    scorer: Scorer,
+    inputs: Histories,
+    targets: Histories,
+    users: np.ndarray,
+    candidates: np.ndarray | None,
+    k: int,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """:func:`segment_metrics` and the ``(U,)`` Recall@k and NDCG@k per evaluated user (the same users for every
+    scorer of a segment: who is evaluated depends on the histories alone)."""
     users = users[(targets.lengths()[users] > 0) & (inputs.lengths()[users] > 0)]
     if users.size == 0:
-        return {f"recall@{k}": float("nan"), f"ndcg@{k}": float("nan"), f"hr@{k}": float("nan"), "users": 0}
+        nan = float("nan")
+        return {f"recall@{k}": nan, f"ndcg@{k}": nan, f"hr@{k}": nan, "users": 0}, {}
     mask = None if candidates is None else torch.from_numpy(~candidates)
 
     def score(chunk: np.ndarray) -> torch.Tensor:
@@ -196,13 +211,34 @@ def segment_metrics(
     top = topk_from_scorer(score, users, inputs, k, chunk_size=min(1024, budget_rows(inputs.num_items)))
     rows = targets.select(users)
     recall = recall_at_k(top, rows, k, per_user=True)
-    return {
+    ndcg = ndcg_at_k(top, rows, k, per_user=True)
+    metrics = {
         f"recall@{k}": float(np.mean(recall)),
         f"recall_se@{k}": float(np.std(recall, ddof=1) / np.sqrt(recall.size)) if recall.size > 1 else 0.0,
-        f"ndcg@{k}": float(ndcg_at_k(top, rows, k)),
+        f"ndcg@{k}": float(np.mean(ndcg)),
         f"hr@{k}": float(hit_rate_at_k(top, rows, k)),
         "users": int(users.size),
     }
+    return metrics, {f"recall@{k}": recall, f"ndcg@{k}": ndcg}
+
+
+#: The statistics of a paired comparison kept in the cold-start metrics, after its metric: ``.../recall@10/low``.
+_STATS = ("difference", "low", "high", "p")
+
+
+def _compare(prefix: str, models: list[str], per_user: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
+    """``{"<prefix>/<model>_vs_<baseline>/<metric>/<stat>": value}``: each model against each other scorer of
+    the segment, user by user (see :mod:`jointembed.metrics.significance`)."""
+    result: dict[str, float] = {}
+    for model in (m for m in models if per_user.get(m)):
+        for baseline, values in per_user.items():
+            if baseline in models or not values:
+                continue
+            for metric, mine in per_user[model].items():
+                comparison = paired_comparison(mine, values[metric])
+                for stat, value in zip(_STATS, comparison[:4], strict=True):
+                    result[f"{prefix}/{model}_vs_{baseline}/{metric}/{stat}"] = value
+    return result
 
 
 class _OraclePopularity:
@@ -216,7 +252,9 @@ class _OraclePopularity:
 
 
 def format_table(metrics: dict[str, float], k: int = 10) -> str:
-    """The ``coldstart/<segment>/<scorer>/<metric>`` entries as a text table: one row per segment and scorer."""
+    """The ``coldstart/<segment>/<scorer>/<metric>`` entries as a text table: one row per segment and scorer;
+    then, where there are any, the ``coldstart_vs/<segment>/<model>_vs_<baseline>/<metric>/<stat>`` entries as a
+    second table: the paired difference per user with its 95 % interval and p-value."""
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in metrics.items():
         parts = key.split("/")
@@ -231,7 +269,31 @@ def format_table(metrics: dict[str, float], k: int = 10) -> str:
             f"{m.get(f'recall_se@{k}', float('nan')):>7.4f} {m.get(f'ndcg@{k}', float('nan')):>9.4f} "
             f"{int(m.get('users', 0)):>6}"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, *_format_comparisons(metrics, k)])
+
+
+def _format_comparisons(metrics: dict[str, float], k: int) -> list[str]:
+    pairs: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 5 and parts[0].endswith("coldstart_vs"):
+            pairs.setdefault((parts[1], parts[2]), {}).setdefault(parts[3], {})[parts[4]] = value
+    if not pairs:
+        return []
+    width = max(len(pair) for _, pair in pairs)
+    cells = {key: {metric: _cell(stats) for metric, stats in by_metric.items()} for key, by_metric in pairs.items()}
+    recall, ndcg = f"recall@{k}", f"ndcg@{k}"
+    cell = max(len(c) for by_metric in cells.values() for c in by_metric.values())
+    lines = ["", "paired difference per user, [95 % bootstrap interval], sign-flip p:"]
+    lines.append(f"{'segment':<12} {'model_vs_baseline':<{width}} {recall:<{cell}}  {ndcg}")
+    for (segment, pair), by_metric in cells.items():
+        lines.append(f"{segment:<12} {pair:<{width}} {by_metric.get(recall, '-'):<{cell}}  {by_metric.get(ndcg, '-')}")
+    return lines
+
+
+def _cell(stats: dict[str, float]) -> str:
+    values = [stats.get(stat, float("nan")) for stat in _STATS]
+    return format_comparison(PairedComparison(*values, users=0))
 
 
 # ----- data modules --------------------------------------------------------------------------------------------
@@ -283,6 +345,11 @@ class ColdStartData:
         among warm items). With ``stage="val"`` the validation targets and validation cold items are used, and
         only ``warm``/``cold``.
 
+        Each of ``scorers`` is also compared with each baseline of a segment on the same users:
+        ``"<stage>_coldstart_vs/<segment>/<scorer>_vs_<baseline>/<recall or ndcg>@k/<stat>"``, ``stat`` being the
+        mean paired ``difference``, the ``low`` and ``high`` ends of its 95 % bootstrap interval over users and
+        the sign-flip ``p`` (see :mod:`jointembed.metrics.significance`); :func:`format_table` shows them.
+
         Args:
             scorers: ``{name: scorer}``; a scorer with ``scores_cold_items = False`` (a collaborative-filtering
                 model, which has no vector for an item it never saw) is left out of the cold segments.
@@ -330,10 +397,12 @@ class ColdStartData:
                              c.cold_users, c.warm_items))  # fmt: skip
         result: dict[str, float] = {}
         for segment, chosen, seg_inputs, seg_targets, seg_users, candidates in segments:
+            per_user: dict[str, dict[str, np.ndarray]] = {}
             for name, scorer in chosen.items():
-                metrics = segment_metrics(scorer, seg_inputs, seg_targets, seg_users, candidates, k)
+                metrics, per_user[name] = _segment(scorer, seg_inputs, seg_targets, seg_users, candidates, k)
                 for metric, value in metrics.items():
                     result[f"{stage}_coldstart/{segment}/{name}/{metric}"] = value
+            result.update(_compare(f"{stage}_coldstart_vs/{segment}", list(scorers), per_user))
         return result
 
 

@@ -95,3 +95,28 @@ def test_the_world_data_module_sets_how_clear_the_genres_are() -> None:
     clear.setup()
     assert np.array_equal(vague.interactions.items, clear.interactions.items)  # content never changes watches
     assert vague.item_texts != clear.item_texts
+
+
+def test_each_model_row_is_compared_with_each_baseline_on_the_same_users() -> None:
+    from jointembed.baselines import PopularityRecommender
+    from jointembed.data.coldstart import MovieWorldColdStartDataModule
+
+    data = MovieWorldColdStartDataModule(num_movies=120, num_users=300, mean_watches=12)
+    data.setup()
+    copy = PopularityRecommender().fit(data.cold.warm.test_input)  # the module's own popularity baseline, again
+    m = data.coldstart_metrics({"copy": copy}, k=10)
+    vs = "test_coldstart_vs/{}/copy_vs_{}/{}@10/{}".format
+    for metric in ("recall", "ndcg"):  # the same rankings: no difference at all
+        stats = [m[vs("warm", "popularity", metric, stat)] for stat in ("difference", "low", "high", "p")]
+        assert stats == [0.0, 0.0, 0.0, 1.0]
+    ease = m[vs("warm", "ease", "recall", "difference")]
+    assert ease == pytest.approx(m["test_coldstart/warm/copy/recall@10"] - m["test_coldstart/warm/ease/recall@10"])
+    assert m[vs("warm", "ease", "recall", "low")] <= ease <= m[vs("warm", "ease", "recall", "high")]
+    assert 0 < m[vs("cold_users", "ease", "ndcg", "p")] <= 1
+    assert vs("cold", "content_profile", "recall", "p") in m  # popularity ranks cold movies too
+    assert not any("_vs_copy" in key or key.startswith("test_coldstart_vs/cold_in_all/") for key in m)
+    table = format_table(m, k=10)
+    assert "paired difference per user" in table and "copy_vs_popularity" in table
+    assert "+0.000 [+0.000, +0.000] p=1.000" in table
+    val = data.coldstart_metrics({"copy": copy}, k=10, stage="val", baselines=False)
+    assert "val_coldstart/warm/copy/recall@10" in val and not any("coldstart_vs/" in key for key in val)
