@@ -340,6 +340,13 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         return self.interactions.item_vocab.values
 
     @property
+    def user_keys(self) -> list[int | str] | None:
+        """Raw key of each user ID (e.g. MovieLens user IDs), when the source has a vocabulary."""
+        if self.interactions is None or self.interactions.user_vocab is None:
+            return None
+        return self.interactions.user_vocab.values
+
+    @property
     def item_metadata(self) -> dict[str, list[Any]] | None:
         """``{"watches": N training watches per item}``, kept with the exported model for maps of the item space
         (``None`` until the data is loaded)."""

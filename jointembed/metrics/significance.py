@@ -21,6 +21,8 @@ Users where either value is NaN (no target, see :mod:`jointembed.metrics.ranking
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -257,16 +259,24 @@ def align_users(users: np.ndarray, other_users: np.ndarray, values: np.ndarray) 
     return out
 
 
-def per_user_csv(columns: Mapping[str, np.ndarray]) -> str:
-    """Per-user results as CSV text: a header of the column names, then one line per user (the first column, the
-    user ID, as an integer; values with every digit, so comparisons recomputed from the file are exact)."""
-    names = list(columns)
-    arrays = [np.asarray(columns[name]) for name in names]
-    lines = [",".join(names)]
-    for i in range(arrays[0].size if arrays else 0):
-        cells = [str(int(arrays[0][i]))] + [repr(float(a[i])) for a in arrays[1:]]
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
+def per_user_csv(columns: Mapping[str, np.ndarray | Sequence[int | str]]) -> str:
+    """Per-user results as CSV text: a header of the column names, then one line per user. Integer columns (the
+    user IDs) are written as integers, float columns with every digit (so comparisons recomputed from the file
+    are exact), anything else (raw user keys) as text."""
+    arrays = [np.asarray(values) for values in columns.values()]
+    cells = []
+    for a in arrays:
+        if np.issubdtype(a.dtype, np.integer):
+            cells.append([str(int(v)) for v in a])
+        elif np.issubdtype(a.dtype, np.floating):
+            cells.append([repr(float(v)) for v in a])
+        else:
+            cells.append([str(v) for v in a])
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(columns))
+    writer.writerows(zip(*cells, strict=True))
+    return out.getvalue()
 
 
 class PerUserResults:

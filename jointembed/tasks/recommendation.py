@@ -384,7 +384,6 @@ class RecommendationTask(LightningModule):
     def on_test_epoch_start(self) -> None:
         self._recommended = None
         self._per_user: PerUserResults | None = PerUserResults(self.eval_k)
-        self._per_user_table: dict[str, np.ndarray] | None = None
         self._significance: dict[str, Any] = {}
 
     def on_validation_epoch_end(self) -> None:
@@ -413,9 +412,9 @@ class RecommendationTask(LightningModule):
         difference, 95 % interval and p of HR@k and NDCG@k, and McNemar's p of the hits; see
         :mod:`jointembed.metrics.significance`), and the cold-start table on a cold-start split.
 
-        Also writes the per-user results (``user`` and ``<model or baseline>_hr@k`` / ``_ndcg@k`` columns) to
-        ``test_per_user.csv`` in the directory where ``test_metrics.json`` goes, as ``jointembed`` calls this just
-        before writing it, so anyone can recompute the comparisons.
+        The per-user results themselves (``user`` and ``<model or baseline>_hr@k`` / ``_ndcg@k`` columns) were
+        written at the end of the test to ``test_per_user.csv`` in the logger's directory, beside
+        ``test_metrics.json`` (``test/per_user_file``), so anyone can recompute the comparisons.
         """
         result: dict[str, Any] = {}
         table = getattr(self, "_coldstart", None)
@@ -423,14 +422,7 @@ class RecommendationTask(LightningModule):
             from jointembed.data.coldstart import format_table
 
             result.update({**table, "coldstart_table": format_table(table, self.eval_k)})
-        if getattr(self, "_significance", None):
-            result.update(self._significance)
-        columns = getattr(self, "_per_user_table", None)
-        trainer = self._trainer
-        if columns is not None and trainer is not None and trainer.is_global_zero:
-            log_dir = trainer.log_dir or trainer.default_root_dir
-            path = atomic_write_text(Path(log_dir) / "test_per_user.csv", per_user_csv(columns))
-            result["test/per_user_file"] = str(path)
+        result.update(getattr(self, "_significance", None) or {})
         return result
 
     def _compare_per_user(self, datamodule: Any) -> None:
@@ -444,12 +436,21 @@ class RecommendationTask(LightningModule):
         base_users, baselines = None, {}
         if results.keyed and self.compare_baselines and isinstance(datamodule, PerUserBaselines):
             base_users, baselines = datamodule.baseline_per_user(self.eval_k)
-        self._per_user_table, comparisons, rows = results.compare(base_users, baselines)
+        columns, comparisons, rows = results.compare(base_users, baselines)
+        keys = getattr(datamodule, "user_keys", None) if results.keyed else None
+        if keys is not None:  # the source's own user IDs (MovieLens's), to join the file with the ratings
+            users = columns.pop("user")
+            columns = {"user": users, "user_key": [keys[u] for u in users], **columns}
+        trainer = self.trainer
+        # Only beside a logger's files: without one the run has no folder of its own (the working directory).
+        if trainer.logger is not None and trainer.log_dir and trainer.is_global_zero:
+            path = atomic_write_text(Path(trainer.log_dir) / "test_per_user.csv", per_user_csv(columns))
+            self._significance["test/per_user_file"] = str(path)
         if not comparisons:
             return
         table = format_comparisons(rows)
-        self._significance = {"test/significance": comparisons, "test/significance_table": table}
-        if self.trainer.is_global_zero:
+        self._significance.update({"test/significance": comparisons, "test/significance_table": table})
+        if trainer.is_global_zero:
             print(f"model against the baselines, user by user (95 % bootstrap interval, sign-flip p):\n{table}")
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:

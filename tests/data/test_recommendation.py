@@ -173,6 +173,7 @@ def test_movielens_module_reads_the_user_path(tmp_path):
     data.setup("fit")
     assert data.num_items == 4 and len(data.interactions) == 20  # the re-watch is deduplicated
     assert data.split.test_users.size == 5
+    assert sorted(data.user_keys) == [1, 2, 3, 4, 5]  # per-user test results name the file's users
 
 
 def _fit_and_test(task: RecommendationTask, data: MovieWorldDataModule, epochs: int) -> dict[str, float]:

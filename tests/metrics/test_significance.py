@@ -122,3 +122,5 @@ def test_align_users_reorders_and_marks_missing_users() -> None:
 def test_per_user_csv() -> None:
     text = per_user_csv({"user": np.array([4, 2]), "model_hr@10": np.array([1.0, 0.0]), "x": np.array([0.25, np.nan])})
     assert text == "user,model_hr@10,x\n4,1.0,0.25\n2,0.0,nan\n"
+    keys = per_user_csv({"user": np.array([0, 1]), "user_key": ["a,b", "c"], "v": np.array([0.5, 1.0])})
+    assert keys == 'user,user_key,v\n0,"a,b",0.5\n1,c,1.0\n'

@@ -402,28 +402,41 @@ def test_rowwise_adagrad_is_chosen_by_name_and_keeps_one_number_per_table_row():
         _task(optimizer="adam")
 
 
+def _logged_trainer(tmp_path, max_epochs):
+    from lightning.pytorch.loggers import CSVLogger
+
+    args = dict(accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(max_epochs=max_epochs, logger=CSVLogger(tmp_path), num_sanity_val_steps=0, **args)
+
+
 def _per_user_csv(path):
     header, *lines = path.read_text().splitlines()
     rows = [line.split(",") for line in lines]
-    return {name: np.array([float(row[i]) for row in rows]) for i, name in enumerate(header.split(","))}
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(header.split(","))}
+    return {name: values if name == "user_key" else np.array(values, dtype=float) for name, values in columns.items()}
 
 
 def test_per_user_results_are_written_and_compared_with_the_baselines(tmp_path, capsys):
     from jointembed.data.recommendation import MovieWorldDataModule
 
-    data = MovieWorldDataModule(num_movies=60, num_users=120, mean_watches=10, eval_batch_size=16)
+    class KeyedWorld(MovieWorldDataModule):  # users with raw keys, as MovieLens's
+        user_keys = property(lambda self: [f"u{i}" for i in range(self.interactions.num_users)])
+
+    data = KeyedWorld(num_movies=60, num_users=120, mean_watches=10, eval_batch_size=16)
     pl.seed_everything(0, verbose=False)
     task = RecommendationTask(Recommender(None, 8, hidden_sizes=(16,)), lr=0.05)
-    trainer = _trainer(max_epochs=2, default_root_dir=tmp_path)
+    trainer = _logged_trainer(tmp_path, max_epochs=2)
     trainer.fit(task, data)
     test = trainer.test(task, data, verbose=False)[0]
     assert "model against the baselines, user by user" in capsys.readouterr().out
     extra = task.extra_test_metrics()
-    table = _per_user_csv(tmp_path / "test_per_user.csv")
-    assert extra["test/per_user_file"] == str(tmp_path / "test_per_user.csv")
+    path = tmp_path / "lightning_logs" / "version_0" / "test_per_user.csv"  # beside test_metrics.json
+    assert extra["test/per_user_file"] == str(path)
+    table = _per_user_csv(path)
     columns = [f"{who}_{m}@10" for who in ("model", "popularity", "ease") for m in ("hr", "ndcg")]
-    assert list(table) == ["user", *columns]
+    assert list(table) == ["user", "user_key", *columns]
     np.testing.assert_array_equal(table["user"], data.split.test_users)  # every test user, keyed by ID
+    assert table["user_key"] == [f"u{u}" for u in data.split.test_users]
     assert table["model_hr@10"].mean() == pytest.approx(test["test/hr@10"], abs=1e-6)
     assert table["ease_ndcg@10"].mean() == pytest.approx(test["test/baseline_ease/ndcg@10"], abs=1e-6)
     ease = extra["test/significance"]["ease"]
@@ -447,11 +460,19 @@ def test_per_user_results_are_written_and_compared_with_the_baselines(tmp_path, 
 
 def test_per_user_results_without_user_ids_are_keyed_by_row(tmp_path):
     task = _task("full_softmax")
-    trainer = _trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer = _logged_trainer(tmp_path, max_epochs=1)
     trainer.fit(task, ClusterWorld())
     test = trainer.test(task, ClusterWorld(), verbose=False)[0]
     extra = task.extra_test_metrics()
     assert "test/significance" not in extra  # no baselines to compare with
-    table = _per_user_csv(tmp_path / "test_per_user.csv")
+    table = _per_user_csv(tmp_path / "lightning_logs" / "version_0" / "test_per_user.csv")
     np.testing.assert_array_equal(table["row"], np.arange(60))
     assert table["model_ndcg@10"].mean() == pytest.approx(test["test/ndcg@10"], abs=1e-6)
+
+
+def test_without_a_logger_no_per_user_file_is_written(tmp_path):
+    task = _task("full_softmax")
+    trainer = _trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(task, ClusterWorld())
+    trainer.test(task, ClusterWorld(), verbose=False)
+    assert "test/per_user_file" not in task.extra_test_metrics() and not list(tmp_path.iterdir())
