@@ -51,6 +51,9 @@ COMMANDS: dict[str, Command] = {
         "Draw an embedding space: TensorBoard projector files and a 2-D map PNG.", "jointembed.commands.export:run"
     ),
     "crossval": Command("Fit and test a recipe once per fold; print mean ± std.", "jointembed.commands.crossval:run"),
+    "tune": Command(
+        "Search a recipe's settings on validation with Optuna; write the best recipe.", "jointembed.commands.tune:run"
+    ),
 }
 
 _USAGE = """\
