@@ -94,11 +94,16 @@ class JointEmbedCLI(LightningCLI):
         if isinstance(self.model, BindsData) and self.datamodule is not None:
             self.model.bind_data(self.datamodule)
 
-    def before_fit(self) -> None:
+    def prepare_fit(self) -> None:
+        """What every fit needs before the trainer starts (``fit`` and each ``tune`` trial): the data bound to the
+        task, and the guards against divergence and for resuming the random state."""
         self._bind()
         for guard in (DivergenceGuard, RandomStateCheckpoint):
             if not any(isinstance(c, guard) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(guard())
+
+    def before_fit(self) -> None:
+        self.prepare_fit()
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":
             config["ckpt_path"] = str(resume_in_last_run(self.trainer))
@@ -306,7 +311,7 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip:")
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Keep what ``fit`` prints to what the run did: no advertisements, and no deprecation warning that
     Lightning's own code raises on every run whatever the recipe (its data loader wrapper builds a torch
     ``LeafSpec``, deprecated since torch 2.10; Lightning-AI/pytorch-lightning#21326), which a user cannot act on."""
@@ -368,7 +373,7 @@ def _resolve_bases(argv: Sequence[str], folder: Path) -> list[str]:
 
 def run(argv: Sequence[str]) -> int:
     """Run one training subcommand; ``argv`` starts with the subcommand (``["fit", "--config", "x.yaml"]``)."""
-    _quiet_lightning()
+    quiet_lightning()
     # a bare --help names no class: no need to import them all
     bare_help = list(argv[1:]) in (["--help"], ["-h"])
     build_cli(argv, from_console=list(argv) == sys.argv[1:], import_components=not bare_help)

@@ -332,7 +332,6 @@ def run_trial(
         ValueError: The metric is never logged, or no validation epoch ran.
     """
     from jointembed import lightning_cli
-    from jointembed.callbacks import DivergenceGuard, RandomStateCheckpoint
 
     values = {param.key: param.suggest(trial) for param in space}
     with tempfile.TemporaryDirectory(prefix="jointembed-tune-") as folder:
@@ -341,11 +340,7 @@ def run_trial(
         cli = lightning_cli.build_cli(["--config", str(path), *overrides], run=False)
     reporter = ValidationReporter(trial, metric, direction)
     trainer = cli.trainer
-    # what JointEmbedCLI.before_fit does, whose after_fit would then test: bind the data, guard against divergence
-    cli._bind()
-    for guard in (DivergenceGuard, RandomStateCheckpoint):
-        if not any(isinstance(c, guard) for c in trainer.callbacks):
-            trainer.callbacks.append(guard())
+    cli.prepare_fit()  # as fit prepares (bound data, divergence guard), without the test fit's after_fit runs
     trainer.callbacks.append(reporter)
     trainer.fit(cli.model, datamodule=cli.datamodule)
     trial.set_user_attr("run", str(trainer.log_dir or trainer.default_root_dir))

@@ -144,7 +144,7 @@ def optimize(search: Search, trials: int, worker: int = 0, jobs: int = 1, pruner
     from jointembed.tuning import require_optuna, run_trial
 
     optuna = require_optuna()
-    lightning_cli._quiet_lightning()
+    lightning_cli.quiet_lightning()
     # each trial's recipe goes to LightningCLI as args while sys.argv holds the tune command: not a mistake here
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
     torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
