@@ -190,15 +190,7 @@ class SASRecUserEncoder(_SequenceEncoder):
         self.positions = nn.Parameter(torch.randn(max_length, embedding_dim) * embedding_dim**-0.5)
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                embedding_dim,
-                num_heads,
-                dim_feedforward=ffn_factor * embedding_dim,
-                dropout=dropout,
-                batch_first=True,
-                norm_first=True,
-            )
-            for _ in range(num_layers)
+            _Block(embedding_dim, num_heads, ffn_factor * embedding_dim, dropout) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(embedding_dim)
 
@@ -217,15 +209,47 @@ class SASRecUserEncoder(_SequenceEncoder):
         rows, mask = self._rows(history, items)
         width = rows.shape[1]
         x = self.input_dropout(rows + self.positions[:width].flip(0))
-        # True = may not attend. Keys: real items (and the query itself, so no row is all masked).
-        blocked = ~mask.unsqueeze(1).expand(-1, width, -1)
+        # True = may attend: real items (and the query itself, so no row is all masked and padding stays finite)
+        allowed = mask.unsqueeze(1).expand(-1, width, -1)
         if self.causal:
-            blocked = blocked | torch.ones(width, width, dtype=torch.bool, device=rows.device).triu(1)
-        blocked = blocked & ~torch.eye(width, dtype=torch.bool, device=rows.device)
-        attention_mask = blocked.repeat_interleave(self.num_heads, dim=0)
-        for block in self.blocks:
-            x = block(x, src_mask=attention_mask)
+            allowed = allowed & torch.ones(width, width, dtype=torch.bool, device=rows.device).tril()
+        allowed = (allowed | torch.eye(width, dtype=torch.bool, device=rows.device)).unsqueeze(1)
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only=i == len(self.blocks) - 1)
         return self.norm(x[:, -1])
+
+
+class _Block(nn.Module):
+    """A pre-norm transformer block (attention, then a ReLU feed-forward, each residual with dropout), written
+    out rather than ``nn.TransformerEncoderLayer`` so the last block can compute the newest position only (the
+    one output the user vector needs) and the mask broadcasts over heads instead of being copied per head."""
+
+    def __init__(self, width: int, num_heads: int, ffn_width: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.attention_norm, self.ffn_norm = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.query, self.key_value = nn.Linear(width, width), nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.ffn = nn.Sequential(nn.Linear(width, ffn_width), nn.ReLU(), nn.Linear(ffn_width, width))
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``x (B, L, d)``, ``allowed (B, 1, L, L)`` (True: query may attend to key) → ``(B, L, d)``, or
+        ``(B, 1, d)`` for the newest position alone with ``last_only``."""
+        batch, length, width = x.shape
+        heads = lambda t: t.view(batch, t.shape[1], self.num_heads, -1).transpose(1, 2)  # noqa: E731
+        normed = self.attention_norm(x)
+        if last_only:
+            x, allowed = x[:, -1:], allowed[:, :, -1:]
+        keys, values = self.key_value(normed).chunk(2, dim=-1)
+        attended = F.scaled_dot_product_attention(
+            heads(self.query(normed[:, -x.shape[1] :])),
+            heads(keys),
+            heads(values),
+            attn_mask=allowed,  # no dropout on the attention weights: on a CPU it costs as much as the rest
+        )
+        attended = attended.transpose(1, 2).reshape(batch, x.shape[1], width)
+        x = x + F.dropout(self.out(attended), self.dropout, self.training)
+        return x + F.dropout(self.ffn(self.ffn_norm(x)), self.dropout, self.training)
 
 
 @register_user_encoder("gru")

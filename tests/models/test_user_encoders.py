@@ -202,3 +202,13 @@ def test_sequential_encoders_learn_the_next_item_a_bag_cannot():
     hit = {name: _hit_rate_at_1(name) for name in ENCODERS}
     assert hit["bag"] < 0.5, hit  # about 1/length: it cannot tell which item came last
     assert hit["sasrec"] > 0.9 and hit["gru"] > 0.9, hit
+
+
+def test_sasrec_last_block_computes_the_newest_position_as_the_full_block_does():
+    from jointembed.models.user_encoders import _Block
+
+    torch.manual_seed(0)
+    block = _Block(8, num_heads=2, ffn_width=16, dropout=0.0)
+    x = torch.randn(3, 5, 8)
+    allowed = (torch.rand(3, 1, 5, 5) > 0.3) | torch.eye(5, dtype=torch.bool)
+    torch.testing.assert_close(block(x, allowed, last_only=True), block(x, allowed)[:, -1:])
