@@ -222,22 +222,21 @@ def _segment(
     return metrics, {f"recall@{k}": recall, f"ndcg@{k}": ndcg}
 
 
-#: The statistics of a paired comparison kept in the cold-start metrics, after its metric: ``.../recall@10/low``.
-_STATS = ("difference", "low", "high", "p")
+#: ``{model_vs_baseline: {metric: PairedComparison as a dict}}``: one segment's comparisons.
+Comparisons = dict[str, dict[str, dict[str, float]]]
 
 
-def _compare(prefix: str, models: list[str], per_user: dict[str, dict[str, np.ndarray]]) -> dict[str, float]:
-    """``{"<prefix>/<model>_vs_<baseline>/<metric>/<stat>": value}``: each model against each other scorer of
-    the segment, user by user (see :mod:`jointembed.metrics.significance`)."""
-    result: dict[str, float] = {}
+def _compare(models: list[str], per_user: dict[str, dict[str, np.ndarray]]) -> Comparisons:
+    """Each model against each other scorer of the segment, user by user (see
+    :mod:`jointembed.metrics.significance`)."""
+    result: Comparisons = {}
     for model in (m for m in models if per_user.get(m)):
         for baseline, values in per_user.items():
             if baseline in models or not values:
                 continue
-            for metric, mine in per_user[model].items():
-                comparison = paired_comparison(mine, values[metric])
-                for stat, value in zip(_STATS, comparison[:4], strict=True):
-                    result[f"{prefix}/{model}_vs_{baseline}/{metric}/{stat}"] = value
+            result[f"{model}_vs_{baseline}"] = {
+                metric: paired_comparison(mine, values[metric])._asdict() for metric, mine in per_user[model].items()
+            }
     return result
 
 
@@ -251,14 +250,14 @@ class _OraclePopularity:
         return self.counts.repeat(len(users), 1)
 
 
-def format_table(metrics: dict[str, float], k: int = 10) -> str:
+def format_table(metrics: dict[str, Any], k: int = 10) -> str:
     """The ``coldstart/<segment>/<scorer>/<metric>`` entries as a text table: one row per segment and scorer;
-    then, where there are any, the ``coldstart_vs/<segment>/<model>_vs_<baseline>/<metric>/<stat>`` entries as a
-    second table: the paired difference per user with its 95 % interval and p-value."""
+    then, where there is one, the ``<stage>_coldstart_vs`` entry as a second table: each model against each
+    baseline, the paired difference per user with its 95 % interval and p-value."""
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in metrics.items():
         parts = key.split("/")
-        if len(parts) == 4 and parts[0].endswith("coldstart"):
+        if len(parts) == 4 and parts[0].endswith("coldstart") and not isinstance(value, dict):
             rows.setdefault((parts[1], parts[2]), {})[parts[3]] = value
     width = max([len("scorer"), *(len(scorer) for _, scorer in rows)])
     recall, ndcg = f"recall@{k}", f"ndcg@{k}"
@@ -272,28 +271,24 @@ def format_table(metrics: dict[str, float], k: int = 10) -> str:
     return "\n".join([*lines, *_format_comparisons(metrics, k)])
 
 
-def _format_comparisons(metrics: dict[str, float], k: int) -> list[str]:
-    pairs: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
-    for key, value in metrics.items():
-        parts = key.split("/")
-        if len(parts) == 5 and parts[0].endswith("coldstart_vs"):
-            pairs.setdefault((parts[1], parts[2]), {}).setdefault(parts[3], {})[parts[4]] = value
-    if not pairs:
+def _format_comparisons(metrics: dict[str, Any], k: int) -> list[str]:
+    rows = [
+        (segment, pair, {metric: format_comparison(PairedComparison(**stats)) for metric, stats in by_metric.items()})
+        for key, segments in metrics.items()
+        if key.endswith("coldstart_vs") and isinstance(segments, dict)
+        for segment, pairs in segments.items()
+        for pair, by_metric in pairs.items()
+    ]
+    if not rows:
         return []
-    width = max(len(pair) for _, pair in pairs)
-    cells = {key: {metric: _cell(stats) for metric, stats in by_metric.items()} for key, by_metric in pairs.items()}
     recall, ndcg = f"recall@{k}", f"ndcg@{k}"
-    cell = max(len(c) for by_metric in cells.values() for c in by_metric.values())
+    width = max(len(pair) for _, pair, _ in rows)
+    cell = max(len(c) for _, _, cells in rows for c in cells.values())
     lines = ["", "paired difference per user, [95 % bootstrap interval], sign-flip p:"]
     lines.append(f"{'segment':<12} {'model_vs_baseline':<{width}} {recall:<{cell}}  {ndcg}")
-    for (segment, pair), by_metric in cells.items():
-        lines.append(f"{segment:<12} {pair:<{width}} {by_metric.get(recall, '-'):<{cell}}  {by_metric.get(ndcg, '-')}")
+    for segment, pair, cells in rows:
+        lines.append(f"{segment:<12} {pair:<{width}} {cells.get(recall, '-'):<{cell}}  {cells.get(ndcg, '-')}")
     return lines
-
-
-def _cell(stats: dict[str, float]) -> str:
-    values = [stats.get(stat, float("nan")) for stat in _STATS]
-    return format_comparison(PairedComparison(*values, users=0))
 
 
 # ----- data modules --------------------------------------------------------------------------------------------
@@ -333,7 +328,7 @@ class ColdStartData:
 
     def coldstart_metrics(
         self, scorers: dict[str, Scorer], k: int = 10, stage: str = "test", baselines: bool = True
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         """``{"<stage>_coldstart/<segment>/<scorer>/<metric>": value}`` for the given scorers and the baselines.
 
         Segments: ``warm`` (warm test targets ranked among warm items), ``cold`` (cold-item targets ranked among
@@ -345,10 +340,12 @@ class ColdStartData:
         among warm items). With ``stage="val"`` the validation targets and validation cold items are used, and
         only ``warm``/``cold``.
 
-        Each of ``scorers`` is also compared with each baseline of a segment on the same users:
-        ``"<stage>_coldstart_vs/<segment>/<scorer>_vs_<baseline>/<recall or ndcg>@k/<stat>"``, ``stat`` being the
-        mean paired ``difference``, the ``low`` and ``high`` ends of its 95 % bootstrap interval over users and
-        the sign-flip ``p`` (see :mod:`jointembed.metrics.significance`); :func:`format_table` shows them.
+        Each of ``scorers`` is also compared with each baseline of a segment on the same users, in one nested
+        entry (not a scalar, so metric printers leave it to the table): ``"<stage>_coldstart_vs": {segment:
+        {"<scorer>_vs_<baseline>": {"recall@k" and "ndcg@k": {"difference", "low", "high", "p_value", "users"}}}}``,
+        the mean paired difference, its 95 % bootstrap interval over users and the sign-flip p (see
+        :mod:`jointembed.metrics.significance`); :func:`format_table` shows them. It is absent when no segment
+        has a baseline to compare with (``baselines=False``).
 
         Args:
             scorers: ``{name: scorer}``; a scorer with ``scores_cold_items = False`` (a collaborative-filtering
@@ -395,14 +392,18 @@ class ColdStartData:
             segments.append(("cold_in_all", cold_scorers, inputs, cold_targets, np.arange(len(inputs)), everything))
             segments.append(("cold_users", {**scorers, **chosen_baselines}, c.cold_user_input, c.cold_user_targets,
                              c.cold_users, c.warm_items))  # fmt: skip
-        result: dict[str, float] = {}
+        result: dict[str, Any] = {}
+        comparisons: dict[str, Comparisons] = {}
         for segment, chosen, seg_inputs, seg_targets, seg_users, candidates in segments:
             per_user: dict[str, dict[str, np.ndarray]] = {}
             for name, scorer in chosen.items():
                 metrics, per_user[name] = _segment(scorer, seg_inputs, seg_targets, seg_users, candidates, k)
                 for metric, value in metrics.items():
                     result[f"{stage}_coldstart/{segment}/{name}/{metric}"] = value
-            result.update(_compare(f"{stage}_coldstart_vs/{segment}", list(scorers), per_user))
+            if found := _compare(list(scorers), per_user):
+                comparisons[segment] = found
+        if comparisons:
+            result[f"{stage}_coldstart_vs"] = comparisons
         return result
 
 

@@ -101,7 +101,7 @@ class ColdStartEvaluation(Protocol):
 
     def coldstart_metrics(
         self, scorers: dict[str, Any], k: int = 10, stage: str = "test", baselines: bool = True
-    ) -> dict[str, float]: ...
+    ) -> dict[str, Any]: ...
 
 
 class RecommenderScorer:
