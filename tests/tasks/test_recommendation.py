@@ -476,3 +476,17 @@ def test_without_a_logger_no_per_user_file_is_written(tmp_path):
     trainer.fit(task, ClusterWorld())
     trainer.test(task, ClusterWorld(), verbose=False)
     assert "test/per_user_file" not in task.extra_test_metrics() and not list(tmp_path.iterdir())
+
+
+def test_under_several_processes_per_user_results_are_skipped_with_a_warning():
+    from types import SimpleNamespace
+
+    from jointembed.metrics.significance import PerUserResults
+
+    task = _task("full_softmax")
+    task._significance, task._per_user = {}, PerUserResults(10)
+    task._per_user.add(torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]), [[3]], users=[5])
+    task._trainer = SimpleNamespace(world_size=2, is_global_zero=True)  # each process would hold its own users
+    with pytest.warns(UserWarning, match="kept under one process only"):
+        task._compare_per_user(None)
+    assert task.extra_test_metrics() == {}
