@@ -68,6 +68,8 @@ class PretrainedTwoTower:
             raise ValueError("item keys repeat: every movie needs its own key")
         self._ids = {key: i for i, key in enumerate(self.item_keys)}
         self.vectors, self.biases = model.catalogue(self.item_texts, self.warm)
+        # [v, b] and, with the model's wide part, each movie's weighted bag of words
+        self.rows = model.item_rows(self.vectors, self.biases, self.item_texts, self.warm)
         self._index: EmbeddingIndex | None = None
         unplaced = [i for i in range(n) if not self.warm[i] and not self.item_texts[i].strip()]
         if unplaced:
@@ -114,6 +116,8 @@ class PretrainedTwoTower:
         content, bias = self.model.content_items(list(texts))
         self.vectors = torch.cat([self.vectors, content])
         self.biases = torch.cat([self.biases, bias])
+        cold = torch.zeros(len(keys), dtype=torch.bool)
+        self.rows = torch.cat([self.rows, self.model.item_rows(content, bias, list(texts), cold)])
         for key in keys:
             self._ids[key] = len(self.item_keys)
             self.item_keys.append(key)
@@ -129,7 +133,7 @@ class PretrainedTwoTower:
         inner-product index, so a user's ``[u / τ, 1]`` scores it as the model does; keyed by raw key, metadata
         ``title`` and ``warm``. ``backend="hnsw"`` for a large catalogue."""
         placed = [i for i in range(len(self.item_keys)) if bool(self.warm[i]) or self.item_texts[i].strip()]
-        rows = torch.cat([self.vectors, self.biases.unsqueeze(1)], dim=1)[placed].numpy()
+        rows = self.rows[placed].numpy()
         index = EmbeddingIndex(rows.shape[1], backend, backend_options, "dot", {"name": "two-tower movies"})
         meta = [{"title": self.item_titles[i], "warm": bool(self.warm[i])} for i in placed]
         index.add(rows, [self.item_keys[i] for i in placed], ["movie"] * len(rows), meta)
@@ -152,9 +156,10 @@ class PretrainedTwoTower:
         what = f"names {len(matches)} movies" if matches else "is neither a key nor a title of the catalogue"
         raise UnknownItemError(f"movie {key!r} {what}")
 
-    def user_vectors(self, histories: Sequence[Sequence[ItemKey]]) -> torch.Tensor:
+    def user_vectors(self, histories: Sequence[Sequence[ItemKey]], queries: bool = False) -> torch.Tensor:
         """``(B, D)`` user vectors from histories of raw keys or titles (oldest first). Movies the model never
-        saw in training carry no ID information for the user tower: they are left out, with a warning.
+        saw in training carry no ID information for the user tower: they are left out, with a warning. With
+        ``queries``, the ``(B, D + 1 [+ V])`` search queries instead (:meth:`TwoTowerRecommender.user_queries`).
 
         Raises:
             TypeError: ``histories`` is not a list of lists of keys or titles.
@@ -182,6 +187,8 @@ class PretrainedTwoTower:
         bags = SparseBatch.from_lists(rows)
         recent = recent_watches(bags, self.model.recent_items) if self.model.recent_items else None
         with torch.no_grad():
+            if queries:
+                return self.model.user_queries(bags, recent, self.item_texts)
             return self.model.user_vectors(bags, recent, self.item_texts)
 
     def recommend(
@@ -205,8 +212,7 @@ class PretrainedTwoTower:
             if self._index is None:
                 self._index = self.catalogue_index()
             index = self._index
-        users = self.user_vectors(histories) / self.model.temperature
-        queries = torch.cat([users, torch.ones(len(users), 1)], dim=1).numpy().astype(np.float32)
+        queries = self.user_vectors(histories, queries=True).numpy().astype(np.float32)
         seen = [[self.item_keys[self.item_id(key)] for key in h] for h in histories] if exclude_seen else None
         found = search_items(index, queries, k, seen)
         results = [[ItemScore(key, self.item_titles[self._ids[key]], score) for key, score in row] for row in found]

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.encoders.base import Encoder, longest_first
+from jointembed.models.wide import WideContent
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import SparseEmbedding
 from jointembed.sparse import SparseBatch
@@ -49,6 +50,10 @@ class TwoTowerRecommender(nn.Module):
             ID bags), so taste in content reaches the user tower directly.
         freeze_content: Freeze the content encoder's backbone (a pretrained transformer): only its projection
             head trains, and its features of every movie are computed once (:meth:`cache_content`).
+        wide: Add the wide part (:class:`~jointembed.models.wide.WideContent`): the raw-words profile affinity
+            and a popularity predicted from the words beside the deep score, and a learned gate of the personal
+            part on the history's length.
+        wide_vocabulary: The wide part's words; ``None`` fits them on the warm movies' texts (:meth:`fit_wide`).
     """
 
     def __init__(
@@ -64,6 +69,8 @@ class TwoTowerRecommender(nn.Module):
         temperature: float = 0.05,
         freeze_content: bool = False,
         history_content: bool = False,
+        wide: bool = False,
+        wide_vocabulary: list[str] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= id_dropout <= 1.0:
@@ -76,8 +83,9 @@ class TwoTowerRecommender(nn.Module):
             "num_items": num_items, "id_dim": id_dim, "hidden_sizes": list(hidden_sizes),
             "recent_items": recent_items, "combiner": combiner, "dropout": dropout, "id_dropout": id_dropout,
             "temperature": temperature, "freeze_content": freeze_content,
-            "history_content": history_content,
+            "history_content": history_content, "wide": wide, "wide_vocabulary": wide_vocabulary,
         }  # fmt: skip
+        self.wide = WideContent(wide_vocabulary, affinity_init=1.0 / temperature) if wide else None
         if freeze_content:
             content.freeze()
         self.id_dropout, self.temperature, self.recent_items = id_dropout, temperature, recent_items
@@ -211,7 +219,80 @@ class TwoTowerRecommender(nn.Module):
         ids = F.normalize(self.item_ids(item_ids), dim=-1)
         vectors = F.normalize(content + keep.unsqueeze(1) * ids, dim=-1)
         bias = self.content_bias(content).squeeze(1) + keep * self.id_bias(item_ids).squeeze(1)
+        if self.wide is not None:
+            bias = bias + self.wide.popularity_of(self._wide_bags(texts, item_ids))
         return vectors, bias
+
+    # ----- the wide part ------------------------------------------------------------------------------------
+
+    def fit_wide(self, texts: Sequence[str], warm: torch.Tensor, counts: torch.Tensor | None = None) -> None:
+        """Fit the wide part's vocabulary on the warm movies' texts (once; a loaded model keeps its own) and
+        compute every item's bag of words (``texts``: ``N``, ``warm``: ``(N,)`` bool, ``counts``: ``(N,)``
+        training watches, which start the word popularity weights). Nothing without ``wide``."""
+        if self.wide is None:
+            return
+        if not self.wide.fitted:
+            chosen = warm.nonzero().squeeze(1).tolist()
+            self.wide.fit([texts[i] for i in chosen], None if counts is None else counts[chosen].tolist())
+            self.config["wide_vocabulary"] = list(self.wide.require_fitted())
+            self.wide.to(self.item_ids.weight.device)
+        self.wide.cache_items(texts)
+
+    def _wide_bags(self, texts: Sequence[str], item_ids: torch.Tensor | None) -> Any:
+        """Bags of words of items: from the catalogue cache for catalogue IDs, else from the texts."""
+        if item_ids is not None and self.wide._bag_cache is not None:
+            return self.wide.item_bags(item_ids)
+        return self.wide.bags(texts)
+
+    def scores(
+        self,
+        users: torch.Tensor,
+        history: SparseBatch,
+        vectors: torch.Tensor,
+        biases: torch.Tensor,
+        item_ids: torch.Tensor,
+        keep_id: torch.Tensor,
+    ) -> torch.Tensor:
+        """``(B, n)`` scores of ``n`` catalogue items for ``B`` users (training's factored form of
+        :meth:`user_queries` · :meth:`item_rows`): ``s(|H|) · (cos / τ + w_aff · affinity) + b``.
+
+        Args:
+            users: ``(B, D)`` unit user vectors of ``history``.
+            history: The ``B`` history bags.
+            vectors, biases: ``(n, D)`` and ``(n,)`` from :meth:`items`.
+            item_ids: ``(n,)`` catalogue IDs; ``keep_id``: ``(n,)`` bool, as given to :meth:`items`.
+        """
+        logits = users @ vectors.T / self.temperature
+        if self.wide is not None:
+            affinity = self.wide.affinity(self.wide.profiles(history), self.wide.item_bags(item_ids))
+            logits = self.wide.scale(history.lengths()).unsqueeze(1) * (
+                logits + affinity * self.wide.item_weights(keep_id).unsqueeze(0)
+            )
+        return logits + biases
+
+    def user_queries(
+        self, history: SparseBatch, recent: SparseBatch | None = None, texts: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        """``(B, D + 1 [+ V])`` queries: a user scores a movie by its query · the movie's :meth:`item_rows`
+        (``[s · u / τ, 1, s · profile]``, the wide columns only with ``wide``)."""
+        users = self.user_vectors(history, recent, texts) / self.temperature
+        ones = torch.ones(len(users), 1, dtype=users.dtype, device=users.device)
+        if self.wide is None:
+            return torch.cat([users, ones], dim=1)
+        scale = self.wide.scale(history.lengths().to(users.device)).unsqueeze(1)
+        return torch.cat([scale * users, ones, scale * self.wide.profiles(history)], dim=1)
+
+    @torch.no_grad()
+    def item_rows(
+        self, vectors: torch.Tensor, biases: torch.Tensor, texts: Sequence[str], keep_id: torch.Tensor
+    ) -> torch.Tensor:
+        """``(n, D + 1 [+ V])`` rows ``[v, b, w_aff[keep] · bag]`` of movies with these vectors, biases
+        (:meth:`catalogue`, :meth:`content_items`), texts and ID flags, for an inner-product search."""
+        rows = [vectors, biases.unsqueeze(1)]
+        if self.wide is not None:
+            bags = torch.from_numpy(self.wide.bags(texts).toarray()).to(vectors.device)
+            rows.append(self.wide.item_weights(keep_id.to(vectors.device)).unsqueeze(1) * bags)
+        return torch.cat(rows, dim=1)
 
     def id_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
         """``(n, D)`` unit ID embeddings (what the binding loss aligns with the content vectors)."""
@@ -227,6 +308,7 @@ class TwoTowerRecommender(nn.Module):
         n = self.require_num_items()
         if len(texts) != n or warm.shape != (n,):
             raise ValueError(f"need {n} texts and a ({n},) warm mask, got {len(texts)} and {tuple(warm.shape)}")
+        self.fit_wide(texts, warm)
         device = self.item_ids.weight.device
         cached = self._feature_cache is not None  # then the content comes from the cache, at no padding cost
 
@@ -242,8 +324,10 @@ class TwoTowerRecommender(nn.Module):
         order given. The same as :meth:`items` for a cold movie with that text."""
 
         def part(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            content = self.content_vectors([texts[i] for i in ids.tolist()])
-            return content, self.content_bias(content).squeeze(1)
+            chosen = [texts[i] for i in ids.tolist()]
+            content = self.content_vectors(chosen)
+            bias = self.content_bias(content).squeeze(1)
+            return content, bias if self.wide is None else bias + self.wide.popularity_of(self.wide.bags(chosen))
 
         return self._in_batches(part, self._length_order(texts), batch_size)
 

@@ -190,3 +190,16 @@ def test_a_history_of_the_wrong_type_is_named_not_read_letter_by_letter() -> Non
     with pytest.raises(ValueError, match=r"^k must be >= 1, got 0$"):
         served.recommend(["Star Wars"], k=0)
     assert len(served.recommend(["Star Wars"], k=2)) == 2
+
+
+def test_seen_candidates_marks_a_users_own_movies_but_never_its_target() -> None:
+    from jointembed.sparse import SparseBatch
+    from jointembed.tasks.coldstart import seen_candidates
+
+    history = SparseBatch.from_lists([[3, 5], [7], [5, 9]])
+    candidates = torch.tensor([1, 3, 5, 7, 8])
+    column = torch.tensor([4, 0, 2])  # targets 8, 1 and 5 (the third user's target is in its history)
+    expected = torch.tensor([[False, True, True, False, False],
+                             [False, False, False, True, False],
+                             [False, False, False, False, False]])  # fmt: skip
+    assert torch.equal(seen_candidates(history, candidates, column), expected)

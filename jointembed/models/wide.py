@@ -1,0 +1,184 @@
+"""The wide part of the two-tower recommender: a linear path on the movies' raw bags of words, beside the deep
+towers and trained with them, so cold ranking keeps what the words alone give.
+
+For a user ``u`` with watched movies ``H`` and a movie ``j`` with raw bag ``x_j`` (binary words, optionally
+IDF-weighted, unit length; a vocabulary fitted on the warm movies' texts), the wide part adds to the deep score
+
+- ``s(|H|) · w_aff[keep_j] · (p_u - c) · x_j``, with ``p_u = mean_{i in H} x_i`` the user's word profile and
+  ``c`` the mean bag of the warm movies: the content-profile recommender's affinity, weighted separately for
+  movies placed with (``keep = 1``) and without (``keep = 0``: cold, or ID dropped in training) their ID;
+- ``w_pop · x_j``: a popularity predicted linearly from the words;
+
+and the whole personal part (the deep ``cos(u, v) / τ`` too) is scaled by ``s(n) = softplus(a + b · log(1 + n))``
+of the history's length ``n``, learned, so a user with one or two watches can lean on popularity (the biases).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import sparse
+from torch import nn
+
+from jointembed.sparse import SparseBatch
+
+__all__ = ["WideContent", "words_of"]
+
+#: Letter/digit runs, keeping apostrophes inside a word: the tokens of the content-profile baseline.
+TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_ONE) == 1: the gate starts neutral
+
+
+def words_of(text: str) -> list[str]:
+    """The distinct lower-case words of ``text``, in first-seen order."""
+    return list(dict.fromkeys(TOKEN.findall(str(text).lower())))
+
+
+class WideContent(nn.Module):
+    """Raw-words affinity and popularity, and the history-length gate (see the module docstring).
+
+    The vocabulary is fitted on the warm movies' texts before training (:meth:`fit`); a movie's bag is computed
+    from its text alone (:meth:`bags`), so a new movie gets one too. Words outside the vocabulary are dropped.
+
+    Args:
+        vocabulary: The fitted words (saved with the model); ``None`` until :meth:`fit`.
+        idf: Weight each word by its inverse document frequency over the fitted texts (else binary). Off: on
+            ml-100k, ranking the validation cold movies by the centred profile alone, binary 0.255 and IDF 0.254.
+        affinity_init: Initial affinity weight: on the deep score's scale (``1 / τ``), or the affinity, at most a
+            few tenths apart between movies, starts too small to rank anything.
+    """
+
+    def __init__(self, vocabulary: Sequence[str] | None = None, idf: bool = False, affinity_init: float = 1.0) -> None:
+        super().__init__()
+        self.use_idf = idf
+        self.affinity_weight = nn.Parameter(torch.full((2,), float(affinity_init)))  # [without ID, with ID]
+        self.gate = nn.Parameter(torch.tensor([_SOFTPLUS_ONE, 0.0]))
+        self.vocabulary: list[str] | None = None
+        self._bag_cache: sparse.csr_matrix | None = None
+        self._cached_texts: tuple[str, ...] | None = None
+        if vocabulary is not None:
+            self._build(list(vocabulary))
+
+    def _build(self, vocabulary: list[str]) -> None:
+        if len(set(vocabulary)) != len(vocabulary) or not vocabulary:
+            raise ValueError(f"the wide vocabulary must be distinct, non-empty words, got {len(vocabulary)} words")
+        self.vocabulary = vocabulary
+        self._word_ids = {word: i for i, word in enumerate(vocabulary)}
+        self.register_buffer("idf", torch.ones(len(vocabulary)))
+        self.register_buffer("center", torch.zeros(len(vocabulary)))
+        self.popularity = nn.Parameter(torch.zeros(len(vocabulary)))
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the vocabulary is there."""
+        return self.vocabulary is not None
+
+    def fit(self, texts: Sequence[str], counts: Sequence[float] | None = None, l2: float = 1.0) -> None:
+        """Fit the vocabulary and IDF on ``texts`` (the warm movies'); a fitted model is left as it is.
+
+        Args:
+            texts: The warm movies' texts.
+            counts: Their training watches: the popularity weights start at the ridge regression of ``log(count)``
+                on the bags (the content-popularity baseline; popularity is on the log scale of the biases), so
+                training starts from what the words alone give rather than from nothing.
+            l2: That ridge's penalty.
+        """
+        if self.fitted:
+            return
+        documents = [words_of(t) for t in texts]
+        frequency: dict[str, int] = {}
+        for words in documents:
+            for word in words:
+                frequency[word] = frequency.get(word, 0) + 1
+        if not frequency:
+            raise ValueError("the wide part needs words: every text given to fit is empty")
+        self._build(sorted(frequency))
+        df = torch.tensor([frequency[w] for w in self.vocabulary], dtype=torch.float32)
+        if self.use_idf:  # scikit-learn's smoothed IDF
+            self.idf.copy_(torch.log((1 + len(documents)) / (1 + df)) + 1)
+        bags = self.bags(texts)
+        # Without the centre, the affinity rewards words every movie has (ranking the ml-100k validation cold
+        # movies by the profile alone: 0.184 uncentred, 0.255 centred).
+        self.center.copy_(torch.from_numpy(np.asarray(bags.mean(axis=0), dtype=np.float32).ravel()))
+        if counts is not None:
+            from sklearn.linear_model import Ridge
+
+            target = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1.0))
+            ridge = Ridge(alpha=l2).fit(bags, target)
+            with torch.no_grad():
+                self.popularity.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32))
+
+    def require_fitted(self) -> list[str]:
+        """The vocabulary; raises if :meth:`fit` was not called."""
+        if self.vocabulary is None:
+            raise RuntimeError("the wide part has no vocabulary yet: fit(texts) (the task does it from the data)")
+        return self.vocabulary
+
+    # ----- bags ---------------------------------------------------------------------------------------------
+
+    def bags(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """``(n, V)`` float32 CSR: each text's words in the vocabulary, IDF-weighted, unit length (zero row for a
+        text without known words)."""
+        vocabulary_size = len(self.require_fitted())
+        rows, cols = [], []
+        for row, text in enumerate(texts):
+            ids = [self._word_ids[w] for w in words_of(text) if w in self._word_ids]
+            rows += [row] * len(ids)
+            cols += ids
+        values = self.idf.detach().cpu().numpy()[np.asarray(cols, dtype=np.int64)]
+        matrix = sparse.csr_matrix((values, (rows, cols)), shape=(len(texts), vocabulary_size), dtype=np.float32)
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        return sparse.diags(1.0 / np.maximum(norms, 1e-12)).astype(np.float32) @ matrix
+
+    def cache_items(self, texts: Sequence[str]) -> None:
+        """Compute every catalogue item's bag once (not saved: rebuilt from the texts)."""
+        texts = tuple(texts)
+        if self._cached_texts != texts:
+            self._bag_cache, self._cached_texts = self.bags(texts).tocsr(), texts
+
+    def item_bags(self, item_ids: torch.Tensor) -> sparse.csr_matrix:
+        """``(n, V)`` bags of catalogue items (:meth:`cache_items` first)."""
+        if self._bag_cache is None:
+            raise RuntimeError("the wide part has no catalogue bags: cache_items(texts) first")
+        return self._bag_cache[item_ids.cpu().numpy()]
+
+    def profiles(self, history: SparseBatch) -> torch.Tensor:
+        """``(B, V)`` dense centred word profiles: the mean bag of each history's movies less the warm movies'
+        mean bag."""
+        lengths = history.lengths().cpu().numpy()
+        values = history.values.cpu().numpy()
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        weights = (1.0 / np.maximum(lengths, 1))[rows].astype(np.float32)
+        pooling = sparse.csr_matrix((weights, (rows, values)), shape=(len(lengths), self._bag_cache.shape[0]))
+        profile = torch.from_numpy((pooling @ self._bag_cache).toarray()).to(self.affinity_weight.device)
+        return profile - self.center
+
+    # ----- scores -------------------------------------------------------------------------------------------
+
+    def scale(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` weight of the personal part for histories of ``lengths`` watches."""
+        return F.softplus(self.gate[0] + self.gate[1] * torch.log1p(lengths.to(self.gate.dtype)))
+
+    def item_weights(self, keep: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` affinity weight of each item: with (``keep``) or without its ID part."""
+        return self.affinity_weight[keep.long()]
+
+    def popularity_of(self, bags: sparse.csr_matrix) -> torch.Tensor:
+        """``(n,)`` popularity predicted from ``n`` bags (differentiable in the word weights)."""
+        return torch.sparse.mm(_torch_sparse(bags, self.popularity.device), self.popularity.unsqueeze(1)).squeeze(1)
+
+    def affinity(self, profiles: torch.Tensor, bags: sparse.csr_matrix) -> torch.Tensor:
+        """``(B, n)`` raw affinity ``(p_u - c) · x_j`` of ``B`` centred profiles and ``n`` bags (unweighted)."""
+        return torch.sparse.mm(_torch_sparse(bags, profiles.device), profiles.T).T
+
+
+def _torch_sparse(matrix: sparse.csr_matrix, device: torch.device) -> torch.Tensor:
+    coo = matrix.tocoo()
+    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+    values = torch.from_numpy(coo.data.astype(np.float32))
+    return torch.sparse_coo_tensor(indices, values, coo.shape, check_invariants=False).to(device)
