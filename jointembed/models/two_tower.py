@@ -54,6 +54,9 @@ class TwoTowerRecommender(nn.Module):
             and a popularity predicted from the words beside the deep score, and a learned gate of the personal
             part on the history's length.
         wide_vocabulary: The wide part's words; ``None`` fits them on the warm movies' texts (:meth:`fit_wide`).
+        cold_deep: Weight of the deep part (content vector and content-predicted bias) of a movie placed without
+            its ID (cold, new, or its ID dropped in training), in training and scoring alike; 0 leaves such a
+            movie to the wide part (the words). A movie's vector and bias are then scaled, not renormalised.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class TwoTowerRecommender(nn.Module):
         history_content: bool = False,
         wide: bool = False,
         wide_vocabulary: list[str] | None = None,
+        cold_deep: float = 1.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= id_dropout <= 1.0:
@@ -84,7 +88,13 @@ class TwoTowerRecommender(nn.Module):
             "recent_items": recent_items, "combiner": combiner, "dropout": dropout, "id_dropout": id_dropout,
             "temperature": temperature, "freeze_content": freeze_content,
             "history_content": history_content, "wide": wide, "wide_vocabulary": wide_vocabulary,
+            "cold_deep": cold_deep,
         }  # fmt: skip
+        if not 0.0 <= cold_deep <= 1.0:
+            raise ValueError(f"cold_deep must be in [0, 1], got {cold_deep}")
+        if cold_deep < 1.0 and not wide:
+            raise ValueError(f"cold_deep={cold_deep} leaves cold movies to the wide part: set wide=True")
+        self.cold_deep = cold_deep
         self.wide = WideContent(wide_vocabulary, affinity_init=1.0 / temperature) if wide else None
         if freeze_content:
             content.freeze()
@@ -219,6 +229,9 @@ class TwoTowerRecommender(nn.Module):
         ids = F.normalize(self.item_ids(item_ids), dim=-1)
         vectors = F.normalize(content + keep.unsqueeze(1) * ids, dim=-1)
         bias = self.content_bias(content).squeeze(1) + keep * self.id_bias(item_ids).squeeze(1)
+        if self.cold_deep != 1.0:
+            weight = keep + (1 - keep) * self.cold_deep
+            vectors, bias = vectors * weight.unsqueeze(1), bias * weight
         if self.wide is not None:
             bias = bias + self.wide.popularity_of(self._wide_bags(texts, item_ids))
         return vectors, bias
@@ -327,6 +340,7 @@ class TwoTowerRecommender(nn.Module):
             chosen = [texts[i] for i in ids.tolist()]
             content = self.content_vectors(chosen)
             bias = self.content_bias(content).squeeze(1)
+            content, bias = content * self.cold_deep, bias * self.cold_deep
             return content, bias if self.wide is None else bias + self.wide.popularity_of(self.wide.bags(chosen))
 
         return self._in_batches(part, self._length_order(texts), batch_size)

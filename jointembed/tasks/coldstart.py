@@ -211,8 +211,15 @@ class ColdStartTask(L.LightningModule):
             # content alone against the other examples' movies, uncorrected: in-batch negatives are drawn as
             # often as movies are watched, so this ranks by taste (p(j|u) / p(j)), which content can carry,
             # rather than by popularity, which it mostly cannot
-            taste_logits = users @ content.T / model.temperature
-            taste = F.cross_entropy(taste_logits, torch.searchsorted(distinct, target))
+            # (with the wide part, its affinity for movies without ID joins: the words learn taste too)
+            cold = torch.zeros(len(distinct), dtype=torch.bool, device=distinct.device)
+            no_bias = torch.zeros(len(distinct), dtype=content.dtype, device=content.device)
+            taste_logits = model.scores(users, batch["history"], content, no_bias, distinct, cold)
+            taste_column = torch.searchsorted(distinct, target)
+            if self.exclude_seen:
+                seen = seen_candidates(batch["history"], distinct, taste_column)
+                taste_logits = taste_logits.masked_fill(seen, float("-inf"))
+            taste = F.cross_entropy(taste_logits, taste_column)
             loss = loss + self.taste_weight * taste
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {float(loss)} at step {self.global_step}")

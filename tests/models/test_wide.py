@@ -145,3 +145,17 @@ def test_on_a_small_movie_world_cold_ranking_is_at_least_the_words() -> None:
     assert m[key("cold", "two_tower")] >= m[key("cold", "content_profile")] - profile_se
     assert m[key("cold", "two_tower")] > 2 * m[key("cold", "random")]
     assert np.isfinite(m[key("cold_users", "two_tower")])
+
+
+def test_cold_deep_zero_leaves_movies_without_id_to_the_words() -> None:
+    model = tiny_model()
+    model = TwoTowerRecommender(model.content, num_items=3, id_dim=4, hidden_sizes=[8], wide=True, cold_deep=0.0)
+    model.fit_wide(TEXTS, torch.tensor([True, True, False]))
+    ids, keep = torch.tensor([0, 1, 2]), torch.tensor([True, False, False])
+    vectors, biases = model.items(ids, TEXTS, keep)
+    assert torch.count_nonzero(vectors[1:]) == 0 and torch.count_nonzero(vectors[0]) > 0
+    torch.testing.assert_close(biases[1:], model.wide.popularity_of(model.wide.bags(TEXTS[1:])))
+    new_vectors, new_biases = model.content_items(["Space Opera. genres: sci-fi"])
+    assert torch.count_nonzero(new_vectors) == 0
+    with pytest.raises(ValueError, match="cold_deep=0.5 leaves cold movies to the wide part: set wide=True"):
+        TwoTowerRecommender(model.content, cold_deep=0.5)
