@@ -31,7 +31,7 @@ def test_words_are_the_baselines_tokens() -> None:
 
 
 def test_affinity_and_popularity_equal_a_hand_computation() -> None:
-    wide = WideContent(idf=True)
+    wide = WideContent(idf=True, popularity_min_count=1)
     wide.fit(TEXTS)
     vocabulary = wide.require_fitted()
     assert vocabulary == sorted({w for t in TEXTS for w in words_of(t)})
@@ -67,6 +67,13 @@ def test_affinity_and_popularity_equal_a_hand_computation() -> None:
     expected_pop = sum(v * vocabulary.index(w) for w, v in horror.items())
     torch.testing.assert_close(popularity, torch.tensor([expected_pop, 0.0]), rtol=1e-5, atol=1e-6)
     assert torch.allclose(wide.scale(torch.tensor([1, 5])), torch.ones(2))  # the gate starts neutral
+    # by default a word of one text alone ("horror") carries no popularity
+    strict = WideContent(idf=True)
+    strict.fit(TEXTS)
+    with torch.no_grad():
+        strict.popularity.copy_(torch.arange(len(vocabulary), dtype=torch.float32))
+    expected_strict = horror["space"] * vocabulary.index("space")
+    torch.testing.assert_close(strict.popularity_of(strict.bags(["a Space horror"])), torch.tensor([expected_strict]))
 
 
 def test_the_model_scores_as_its_search_rows_and_gradients_reach_the_wide_weights() -> None:
