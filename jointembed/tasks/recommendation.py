@@ -523,15 +523,18 @@ class RecommendationTask(LightningModule):
             "    print(item.key, item.title, round(item.score, 2))"
         )
         config = self.model.config
+        reads = {"bag": "the bag of items a user watched", "sasrec": "the latest watches in order (SASRec)",
+                 "gru": "the latest watches in order (a GRU)"}.get(config.get("user_encoder", "bag"), "the history")  # fmt: skip
         card = model_card(
             "jointembed recommender",
-            f"A retrieval recommender over {config['num_items']} items: the bag of items a user watched in, a score "
-            "for every item out (the YouTube candidate-generation architecture), trained with jointembed.",
+            f"A retrieval recommender over {config['num_items']} items: {reads} in, a score for every item out (the "
+            "YouTube candidate-generation architecture), trained with jointembed.",
             usage,
             metrics,
             {
                 "items": config["num_items"],
                 "embedding dimension": config["embedding_dim"],
+                "user encoder": config.get("user_encoder", "bag"),
                 "tower": config["hidden_sizes"],
                 "recent watches as their own bag": recent,
                 "loss": self.loss_name,
