@@ -523,8 +523,9 @@ class RecommendationTask(LightningModule):
             "    print(item.key, item.title, round(item.score, 2))"
         )
         config = self.model.config
-        reads = {"bag": "the bag of items a user watched", "sasrec": "the latest watches in order (SASRec)",
-                 "gru": "the latest watches in order (a GRU)"}.get(config.get("user_encoder", "bag"), "the history")  # fmt: skip
+        readers = {"bag": "the bag of items a user watched", "sasrec": "the latest watches in order (SASRec)",
+                   "gru": "the latest watches in order (a GRU)"}  # fmt: skip
+        reads = readers.get(config.get("user_encoder", "bag"), "the history")
         card = model_card(
             "jointembed recommender",
             f"A retrieval recommender over {config['num_items']} items: {reads} in, a score for every item out (the "
