@@ -129,9 +129,9 @@ def test_the_folder_round_trip_keeps_scores_and_new_movies_get_their_words(tmp_p
 
 @pytest.mark.slow
 def test_on_a_small_movie_world_cold_ranking_is_at_least_the_words() -> None:
-    """Six epochs on a 300-movie world (about 15 s): with the wide part, cold movies rank at least as well as the
-    content-profile baseline's bag of words, within its standard error (measured 0.332 vs 0.312 ± 0.014; without
-    the wide part, 3 epochs: 0.295)."""
+    """Six epochs on a 300-movie world (about 15 s): with the wide part and cold movies left to it
+    (``cold_deep=0``), cold movies rank at least as well as the content-profile baseline's bag of words (measured
+    0.375 vs 0.312 ± 0.014; with the deep part kept for them, 0.299; without the wide part, 3 epochs, 0.295)."""
     from jointembed.data.coldstart import MovieWorldColdStartDataModule
     from jointembed.tasks.coldstart import ColdStartTask
 
@@ -140,7 +140,7 @@ def test_on_a_small_movie_world_cold_ranking_is_at_least_the_words() -> None:
     data = MovieWorldColdStartDataModule(num_movies=300, num_users=600, num_hidden_aspects=0, causal=True,
                                          max_history=50, recent_items=2, batch_size=128)  # fmt: skip
     content = ScratchTextEncoder(num_buckets=512, min_ngram=0, embedding_dim=16, architecture="bag", output_dim=16)
-    model = TwoTowerRecommender(content, id_dim=8, hidden_sizes=[32], recent_items=2, wide=True)
+    model = TwoTowerRecommender(content, id_dim=8, hidden_sizes=[32], recent_items=2, wide=True, cold_deep=0.0)
     task = ColdStartTask(model, lr=0.01, num_negatives=64, exclude_seen=True)
     trainer = L.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
@@ -148,8 +148,7 @@ def test_on_a_small_movie_world_cold_ranking_is_at_least_the_words() -> None:
     trainer.test(task, datamodule=data)
     m = task.extra_test_metrics()
     key = "test_coldstart/{}/{}/recall@10".format
-    profile_se = m["test_coldstart/cold/content_profile/recall_se@10"]
-    assert m[key("cold", "two_tower")] >= m[key("cold", "content_profile")] - profile_se
+    assert m[key("cold", "two_tower")] >= m[key("cold", "content_profile")]
     assert m[key("cold", "two_tower")] > 2 * m[key("cold", "random")]
     assert np.isfinite(m[key("cold_users", "two_tower")])
 
