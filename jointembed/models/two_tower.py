@@ -253,7 +253,7 @@ class TwoTowerRecommender(nn.Module):
 
     def _wide_bags(self, texts: Sequence[str], item_ids: torch.Tensor | None) -> Any:
         """Bags of words of items: from the catalogue cache for catalogue IDs, else from the texts."""
-        if item_ids is not None and self.wide._bag_cache is not None:
+        if item_ids is not None and self.wide.has_catalogue:
             return self.wide.item_bags(item_ids)
         return self.wide.bags(texts)
 

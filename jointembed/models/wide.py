@@ -152,6 +152,11 @@ class WideContent(nn.Module):
         if self._cached_texts != texts:
             self._bag_cache, self._cached_texts = self.bags(texts).tocsr(), texts
 
+    @property
+    def has_catalogue(self) -> bool:
+        """Whether :meth:`cache_items` has computed the catalogue's bags."""
+        return self._bag_cache is not None
+
     def item_bags(self, item_ids: torch.Tensor) -> sparse.csr_matrix:
         """``(n, V)`` bags of catalogue items (:meth:`cache_items` first)."""
         if self._bag_cache is None:
