@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "ArgumentParser",
+    "FitPassThroughParser",
     "UserError",
     "load_joint_model",
     "load_index",
@@ -34,6 +35,16 @@ class ArgumentParser(argparse.ArgumentParser):
             epilog="examples:\n" + examples,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+
+
+class FitPassThroughParser(ArgumentParser):
+    """A command's parser that keeps the options that are not its own, in order, as ``fit_args``: they go to each
+    ``fit`` the command runs (a crossval fold, a tune trial)."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        known, rest = self.parse_known_args(args, namespace)
+        known.fit_args = rest
+        return known
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

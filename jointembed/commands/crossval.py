@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jointembed.commands.common import ArgumentParser, UserError, run_command
+from jointembed.commands.common import FitPassThroughParser, UserError, run_command
 
 __all__ = ["build_parser", "run", "parse_folds", "summarise", "format_table"]
 
@@ -33,18 +33,9 @@ EXAMPLES = """\
 """
 
 
-class _Parser(ArgumentParser):
-    """Keeps the options that are not the command's own, in order, as ``fit_args`` (they go to each fold's fit)."""
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
-        known, rest = self.parse_known_args(args, namespace)
-        known.fit_args = rest
-        return known
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command's own options (``jointembed crossval --help``); the others go to each fold's ``fit``."""
-    parser = _Parser(
+    parser = FitPassThroughParser(
         "crossval",
         "Cross-validate a recipe: fit and test it once per fold (the fold held out for testing), then print and "
         "write each test metric per fold with its mean and standard deviation.",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jointembed.commands.common import ArgumentParser, run_command
+from jointembed.commands.common import FitPassThroughParser, run_command
 
 __all__ = ["Search", "build_parser", "storage_for", "optimize", "best_recipe_text", "run"]
 
@@ -61,18 +61,9 @@ class Search:
     seed: int = 0
 
 
-class _Parser(ArgumentParser):
-    """Keeps the options that are not the command's own, in order, as ``fit_args`` (they go to each trial's fit)."""
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
-        known, rest = self.parse_known_args(args, namespace)
-        known.fit_args = rest
-        return known
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command's own options (``jointembed tune --help``); the others go to each trial's ``fit``."""
-    parser = _Parser(
+    parser = FitPassThroughParser(
         "tune",
         "Search a recipe's settings on its validation split with Optuna (the test split is never looked at), "
         "pruning poor trials after any validation epoch, and write the best recipe as a YAML file.",
