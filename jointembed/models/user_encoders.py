@@ -19,6 +19,7 @@ that belongs to the model around them.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -49,7 +50,7 @@ get_user_encoder_class = USER_ENCODERS.get
 list_user_encoders = USER_ENCODERS.names
 
 
-class UserEncoder(nn.Module):
+class UserEncoder(nn.Module, abc.ABC):
     """Base class: ``forward(history, items) -> (B, d)``, built with the item table's width ``embedding_dim``.
 
     Subclasses take their settings as typed keyword arguments (a recipe's ``user_encoder_config``) and return them
@@ -75,6 +76,7 @@ class UserEncoder(nn.Module):
         """A test-sized encoder of this kind."""
         return cls(embedding_dim)
 
+    @abc.abstractmethod
     def forward(self, history: SparseBatch, items: SparseEmbedding) -> torch.Tensor:
         """``(B, d)`` one vector per history.
 
@@ -82,7 +84,6 @@ class UserEncoder(nn.Module):
             history: ``B`` bags of item IDs, oldest first; a bag may be empty.
             items: The recommender's ``(N, d)`` input item table.
         """
-        raise NotImplementedError
 
 
 @register_user_encoder("bag")
