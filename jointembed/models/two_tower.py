@@ -233,7 +233,7 @@ class TwoTowerRecommender(nn.Module):
             weight = keep + (1 - keep) * self.cold_deep
             vectors, bias = vectors * weight.unsqueeze(1), bias * weight
         if self.wide is not None:
-            bias = bias + self.wide.popularity_of(self._wide_bags(texts, item_ids))
+            bias = bias + self.wide.popularity_of(self._wide_bags(texts, item_ids), keep_id)
         return vectors, bias
 
     # ----- the wide part ------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ IDF-weighted, unit length; a vocabulary fitted on the warm movies' texts), the w
 - ``s(|H|) · w_aff[keep_j] · (p_u - c) · x_j``, with ``p_u = mean_{i in H} x_i`` the user's word profile and
   ``c`` the mean bag of the warm movies: the content-profile recommender's affinity, weighted separately for
   movies placed with (``keep = 1``) and without (``keep = 0``: cold, or ID dropped in training) their ID;
-- ``w_pop · x_j``: a popularity predicted linearly from the words;
+- ``β[keep_j] · w_pop · x_j``: a popularity predicted linearly from the words, learned on the warm movies (in
+  sample: a word of few movies learns those movies' popularity), so for a movie placed without its ID it is
+  scaled in evaluation by ``β`` (:attr:`WideContent.cold_popularity`, 1 until calibrated on movies nobody
+  trained on: :meth:`jointembed.tasks.coldstart.ColdStartTask.calibrate_cold`);
 
 and the whole personal part (the deep ``cos(u, v) / τ`` too) is scaled by ``s(n) = softplus(a + b · log(1 + n))``
 of the history's length ``n``, learned, so a user with one or two watches can lean on popularity (the biases).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +71,8 @@ class WideContent(nn.Module):
         self.use_idf, self.popularity_min_count = idf, popularity_min_count
         self.affinity_weight = nn.Parameter(torch.full((2,), float(affinity_init)))  # [without ID, with ID]
         self.gate = nn.Parameter(torch.tensor([_SOFTPLUS_ONE, 0.0]))
+        # β of the module docstring: a setting chosen on held-out movies, not a trained weight (a buffer)
+        self.register_buffer("cold_popularity", torch.tensor(1.0))
         self.vocabulary: list[str] | None = None
         self._bag_cache: sparse.csr_matrix | None = None
         self._cached_texts: tuple[str, ...] | None = None
@@ -184,10 +190,22 @@ class WideContent(nn.Module):
         """``(n,)`` affinity weight of each item: with (``keep``) or without its ID part."""
         return self.affinity_weight[keep.long()]
 
-    def popularity_of(self, bags: sparse.csr_matrix) -> torch.Tensor:
-        """``(n,)`` popularity predicted from ``n`` bags (differentiable in the word weights)."""
+    def popularity_of(self, bags: sparse.csr_matrix, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n,)`` popularity predicted from ``n`` bags (differentiable in the word weights); in evaluation, scaled
+        by :attr:`cold_popularity` for the items placed without their ID (``keep``: ``(n,)`` bool, ``None``: all
+        without)."""
         weights = (self.popularity * self.popular_words).unsqueeze(1)
-        return torch.sparse.mm(_torch_sparse(bags, weights.device), weights).squeeze(1)
+        popularity = torch.sparse.mm(_torch_sparse(bags, weights.device), weights).squeeze(1)
+        if self.training:
+            return popularity
+        if keep is None:
+            return popularity * self.cold_popularity
+        return popularity * torch.where(keep.to(popularity.device), 1.0, self.cold_popularity)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # folders saved before the calibration have no β: theirs is 1 (the popularity as trained)
+        state_dict.setdefault(prefix + "cold_popularity", torch.tensor(1.0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def affinity(self, profiles: torch.Tensor, bags: sparse.csr_matrix) -> torch.Tensor:
         """``(B, n)`` raw affinity ``(p_u - c) · x_j`` of ``B`` centred profiles and ``n`` bags (unweighted)."""
