@@ -1,7 +1,9 @@
 """The two-tower cold-start recommender: users and movies in one contrastively trained space, movies bound to
 their content so that a movie nobody has watched is placed from its content alone.
 
-- **User tower**: the bag of watched item IDs (and, optionally, the recent-watches bag) → an MLP → a unit vector.
+- **User tower**: the watched item IDs through a registered user encoder (:mod:`jointembed.models.user_encoders`:
+  the ``bag`` of IDs, or ``sasrec`` / ``gru`` over the ordered latest watches; and, optionally, the recent-watches
+  bag) → an MLP → a unit vector.
 - **Movie tower**: ``normalize(content(text) + keep · normalize(E[j]))``: the content encoder (any registered
   text encoder: from scratch, or a pretrained transformer) over the movie's text, plus its ID embedding ``E[j]``
   when the movie has been watched. ``keep`` is dropped at random in training (``id_dropout``), so content alone
@@ -24,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.encoders.base import Encoder, longest_first
+from jointembed.models.recommender import _check_user_encoder
+from jointembed.models.user_encoders import create_user_encoder
 from jointembed.models.wide import WideContent
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import SparseEmbedding
@@ -33,7 +37,8 @@ __all__ = ["TwoTowerRecommender"]
 
 
 class TwoTowerRecommender(nn.Module):
-    """A user tower over watched IDs and a movie tower over ID + content, in one ``output_dim`` space.
+    """A user tower over watched IDs (a registered user encoder) and a movie tower over ID + content, in one
+    ``output_dim`` space.
 
     Args:
         content: The movie content encoder (a text :class:`~jointembed.encoders.base.Encoder` whose
@@ -57,6 +62,12 @@ class TwoTowerRecommender(nn.Module):
         cold_deep: Weight of the deep part (content vector and content-predicted bias) of a movie placed without
             its ID (cold, new, or its ID dropped in training), in training and scoring alike; 0 leaves such a
             movie to the wide part (the words). A movie's vector and bias are then scaled, not renormalised.
+        user_encoder: Registered name of how the history of watched IDs becomes the user tower's input
+            (:mod:`jointembed.models.user_encoders`): ``bag`` (pooled by ``combiner``, order ignored), ``sasrec``
+            (self-attention over the ordered latest watches) or ``gru``; each reads the ``id_dim``-wide history
+            table.
+        user_encoder_config: The user encoder's own arguments, e.g. ``{"max_length": 20}`` (its width is
+            ``id_dim``); the saved configuration holds all of them, defaults included.
     """
 
     def __init__(
@@ -75,8 +86,11 @@ class TwoTowerRecommender(nn.Module):
         wide: bool = False,
         wide_vocabulary: list[str] | None = None,
         cold_deep: float = 1.0,
+        user_encoder: str = "bag",
+        user_encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        _check_user_encoder(user_encoder, user_encoder_config)
         if not 0.0 <= id_dropout <= 1.0:
             raise ValueError(f"id_dropout must be in [0, 1], got {id_dropout}")
         if temperature <= 0:
@@ -88,7 +102,8 @@ class TwoTowerRecommender(nn.Module):
             "recent_items": recent_items, "combiner": combiner, "dropout": dropout, "id_dropout": id_dropout,
             "temperature": temperature, "freeze_content": freeze_content,
             "history_content": history_content, "wide": wide, "wide_vocabulary": wide_vocabulary,
-            "cold_deep": cold_deep,
+            "cold_deep": cold_deep, "user_encoder": user_encoder,
+            "user_encoder_config": dict(user_encoder_config or {}),
         }  # fmt: skip
         if not 0.0 <= cold_deep <= 1.0:
             raise ValueError(f"cold_deep must be in [0, 1], got {cold_deep}")
@@ -131,6 +146,10 @@ class TwoTowerRecommender(nn.Module):
         self.id_bias = nn.Embedding(num_items, 1)
         nn.init.zeros_(self.id_bias.weight)
         self.content_bias = nn.Linear(self.output_dim, 1)
+        # built last: the bag encoder has no parameters, so a bag model draws the same weights as before
+        encoder = create_user_encoder(c["user_encoder"], embedding_dim=c["id_dim"], **c["user_encoder_config"])
+        self.user_encoder = encoder
+        self.config["user_encoder_config"] = {k: v for k, v in encoder.get_config().items() if k != "embedding_dim"}
 
     def require_num_items(self) -> int:
         """The catalogue size; raises if the model was not sized yet."""
@@ -143,16 +162,16 @@ class TwoTowerRecommender(nn.Module):
     def user_vectors(
         self, history: SparseBatch, recent: SparseBatch | None = None, texts: Sequence[str] | None = None
     ) -> torch.Tensor:
-        """``(B, D)`` unit user vectors from ``B`` bags of watched item IDs (and the recent-watches bags).
+        """``(B, D)`` unit user vectors from ``B`` histories of watched item IDs (and the recent-watches bags).
 
         Args:
-            history: ``B`` bags of watched item IDs.
+            history: ``B`` bags of watched item IDs, oldest first (the order matters to a sequential user encoder).
             recent: ``B`` bags of the latest watches (with ``recent_items > 0``).
             texts: Every item's content text (with ``history_content``): the mean content vector of the watched
                 movies joins the ID bags, so a user is also described by what their movies are about.
         """
         self.require_num_items()
-        parts = [self.history_embedding(history)]
+        parts = [self.user_encoder(history, self.history_embedding)]
         if self.recent_items:
             if recent is None:
                 raise ValueError("the model embeds the recent-watches bag (recent_items > 0): pass recent=")
