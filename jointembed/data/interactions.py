@@ -2,8 +2,8 @@
 
 :class:`Interactions` is the flat event log a reader or generator returns; :class:`~jointembed.histories.Histories`
 (defined in :mod:`jointembed.histories`, re-exported here) is the same data grouped by user and sorted by time,
-the shape every split, baseline and metric in jointembed works on. Three evaluation splits are here:
-:func:`leave_last_out`, :func:`temporal_split` and :func:`held_out_users`.
+the shape every split, baseline and metric in jointembed works on. Four evaluation splits are here:
+:func:`leave_last_out`, :func:`temporal_split`, :func:`global_time_split` and :func:`held_out_users`.
 
 Repeated ``(user, item)`` events (re-watches) are kept as they are: every reader and split preserves them, and
 :meth:`Interactions.deduplicate` removes them when a protocol needs each pair once. MovieLens has none; in logs
@@ -23,7 +23,16 @@ from jointembed.histories import Histories, as_int64, check_id_range
 if TYPE_CHECKING:
     from jointembed.vocab import Vocabulary
 
-__all__ = ["Interactions", "Histories", "HeldOutUsersSplit", "leave_last_out", "temporal_split", "held_out_users"]
+__all__ = [
+    "Interactions",
+    "Histories",
+    "GlobalTimeSplit",
+    "HeldOutUsersSplit",
+    "global_time_split",
+    "held_out_users",
+    "leave_last_out",
+    "temporal_split",
+]
 
 
 @dataclass
@@ -187,6 +196,133 @@ def temporal_split(
         return rest, rest.mask(np.zeros(rest.nnz, dtype=bool)), test
     train, val = _split_last(rest, n_val)
     return train, val, test
+
+
+@dataclass
+class GlobalTimeSplit:
+    """Result of :func:`global_time_split`; every Histories has one row per user (U rows), empty where unused.
+
+    Attributes:
+        train: Watches before ``val_cut``: the training data, and the validation input.
+        val: Watches in ``[val_cut, test_cut)``: the validation targets (training + these: the test input).
+        test: Watches at or after ``test_cut``: the test targets.
+        val_users: ``(U_val,)`` sorted IDs of users with a validation target and a training watch.
+        test_users: ``(U_test,)`` sorted IDs of users with a test target and a watch before ``test_cut``.
+        val_cut, test_cut: The two cut times (the log's time unit).
+        val_users_without_input, test_users_without_input: Users with targets in that stage but no earlier
+            watch, left out of it.
+        val_new_items, test_new_items: Distinct items among that stage's evaluated targets with no training watch.
+    """
+
+    train: Histories
+    val: Histories
+    test: Histories
+    val_users: np.ndarray
+    test_users: np.ndarray
+    val_cut: int
+    test_cut: int
+    val_users_without_input: int
+    test_users_without_input: int
+    val_new_items: int
+    test_new_items: int
+
+    def test_input(self) -> Histories:
+        """What a test user's ranking starts from: every watch before ``test_cut`` (training + validation)."""
+        return self.train.concat_rows(self.val)
+
+    def summary(self) -> str:
+        """One line with the cuts, the watches and users of each stage, and who and what was left out."""
+        return (
+            f"global time split: train {self.train.nnz} watches before t={self.val_cut}; validation "
+            f"{self.val.nnz} watches, {self.val_users.size} users ({self.val_users_without_input} left out: no "
+            f"earlier watch), {self.val_new_items} target items unseen in training; test {self.test.nnz} watches "
+            f"from t={self.test_cut}, {self.test_users.size} users ({self.test_users_without_input} left out), "
+            f"{self.test_new_items} target items unseen in training"
+        )
+
+
+def _quantile_cut(times: np.ndarray, quantile: float) -> int:
+    """The time of the first watch outside the earliest ``floor(quantile * E)`` of the ``(E,)`` sorted times."""
+    return int(times[min(int(quantile * times.size), times.size - 1)])
+
+
+def global_time_split(
+    interactions: Interactions | Histories, val_quantile: float = 0.8, test_quantile: float = 0.9
+) -> GlobalTimeSplit:
+    """One calendar for everyone: train on the watches before a date, evaluate on the watches after it.
+
+    Unlike the per-user splits, nothing a model trains on happens after anything it is tested on, as when a
+    recommender is deployed. The cuts are quantiles of the log's watch times, so they suit any log: with E
+    watches sorted by time, a cut at quantile q is the time of watch ``floor(q * E)`` (0-based). A watch exactly
+    at a cut time falls after it, so ties never straddle a cut (a tie at the cut moves the boundary earlier).
+
+    - training: watches with ``t < val_cut``;
+    - validation targets: each user's watches with ``val_cut <= t < test_cut``, input their training watches;
+    - test targets: watches with ``t >= test_cut``, input every earlier watch (training + validation,
+      :meth:`GlobalTimeSplit.test_input`), as ``leave_last_out`` feeds its test.
+
+    A user with targets in a stage but no watch before it has no input, and is left out of that stage (counted
+    in ``*_users_without_input``): a new user is a cold-start question. Items first watched after ``val_cut``
+    stay in the catalogue although training never saw them (counted in ``*_new_items``): a model cannot rank
+    them sensibly, and the metrics honestly include that miss. Repeated ``(user, item)`` events across a cut
+    would put a target in its own input, where "exclude seen" hides it: deduplicate such logs first.
+
+    Args:
+        interactions: The event log, or Histories that carry timestamps.
+        val_quantile: Share of the watches (by time) before the validation cut, in (0, 1).
+        test_quantile: Share before the test cut, in (``val_quantile``, 1).
+
+    Returns:
+        A :class:`GlobalTimeSplit`.
+
+    Raises:
+        ValueError: The quantiles are out of range, the histories carry no timestamps, or a cut leaves no
+            training watch, no validation target or no test target (the error names the cut and its quantile).
+    """
+    if not 0.0 < val_quantile < test_quantile < 1.0:
+        raise ValueError(f"need 0 < val_quantile < test_quantile < 1, got {val_quantile} and {test_quantile}")
+    histories = _histories(interactions)
+    if histories.timestamps is None:
+        raise ValueError("global_time_split needs watch times: these histories carry no timestamps")
+    times = histories.timestamps
+    if times.size == 0:
+        raise ValueError("global_time_split got an empty log")
+    ordered = np.sort(times)
+    val_cut, test_cut = _quantile_cut(ordered, val_quantile), _quantile_cut(ordered, test_quantile)
+    train = histories.mask(times < val_cut)
+    val = histories.mask((times >= val_cut) & (times < test_cut))
+    test = histories.mask(times >= test_cut)
+    stages = (
+        ("training watch", train, f"val_quantile={val_quantile} (cut t={val_cut})"),
+        ("validation target", val, f"val_quantile={val_quantile} and test_quantile={test_quantile}"),
+        ("test target", test, f"test_quantile={test_quantile} (cut t={test_cut})"),
+    )
+    for what, part, cause in stages:
+        if part.nnz == 0:
+            span = f"the watch times run from {ordered[0]} to {ordered[-1]}"
+            raise ValueError(f"global_time_split: {cause} leaves no {what} ({span}); choose other quantiles")
+    trained = np.bincount(train.items, minlength=histories.num_items) > 0
+    counts: dict[str, tuple[np.ndarray, int, int]] = {}
+    for name, targets, before in (("val", val, train.lengths()), ("test", test, train.lengths() + val.lengths())):
+        has_targets = targets.lengths() > 0
+        users = np.flatnonzero(has_targets & (before > 0))
+        if users.size == 0:
+            raise ValueError(f"global_time_split: no user with a {name} target watched anything before its cut")
+        target_items = np.unique(targets.select(users).items)
+        counts[name] = (users, int((has_targets & (before == 0)).sum()), int((~trained[target_items]).sum()))
+    return GlobalTimeSplit(
+        train=train,
+        val=val,
+        test=test,
+        val_users=counts["val"][0],
+        test_users=counts["test"][0],
+        val_cut=val_cut,
+        test_cut=test_cut,
+        val_users_without_input=counts["val"][1],
+        test_users_without_input=counts["test"][1],
+        val_new_items=counts["val"][2],
+        test_new_items=counts["test"][2],
+    )
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Two sources share one evaluation protocol: :class:`MovieLensDataModule` reads the files a user downloaded,
 :class:`MovieWorldDataModule` generates a synthetic movie world. Both split the watches with
-``leave_last_out`` (each user's last watch is the test target, the one before it the validation target) or
+``leave_last_out`` (each user's last watch is the test target, the one before it the validation target),
+``global_time`` (train before a date, test after it: :func:`~jointembed.data.interactions.global_time_split`) or
 ``held_out_users`` (some users never seen in training are scored from a fold-in part of their history), rank
 the whole catalogue with already-watched movies excluded, and score the popularity and EASE baselines on the
 same split (:meth:`InteractionsDataModule.baseline_metrics`).
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from jointembed.baselines import EASE, PopularityRecommender
@@ -25,6 +27,7 @@ from jointembed.config import check_at_least, check_positive
 from jointembed.data.interactions import (
     Histories,
     Interactions,
+    global_time_split,
     held_out_users,
     random_rank_in_rows,
     temporal_split,
@@ -37,7 +40,7 @@ from jointembed.sparse import SparseBatch
 
 __all__ = ["InteractionsDataModule", "MovieLensDataModule", "MovieWorldDataModule", "RecommendationSplit"]
 
-Protocol = Literal["leave_last_out", "held_out_users"]
+Protocol = Literal["leave_last_out", "global_time", "held_out_users"]
 
 
 @dataclass
@@ -234,9 +237,17 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
 
     Args:
         protocol: ``leave_last_out``: per user, the last watch is the test target and the one before it the
-            validation target; test input = every earlier watch. ``held_out_users``: ``held_out_fraction`` of
-            the users (and as many for validation) are unseen in training; the latest ``holdout_fraction`` of
-            each one's watches are targets, the rest the input.
+            validation target; test input = every earlier watch. ``global_time``: one calendar for all users
+            (:func:`~jointembed.data.interactions.global_time_split`): training = the watches before the
+            validation cut, validation targets = those up to the test cut (input: the user's training watches),
+            test targets = those after it (input: every earlier watch); users with no earlier watch are left out
+            of a stage, and items first watched after the validation cut stay in the catalogue (unseen in
+            training). ``held_out_users``: ``held_out_fraction`` of the users (and as many for validation) are
+            unseen in training; the latest ``holdout_fraction`` of each one's watches are targets, the rest the
+            input.
+        time_split: ``(validation, test)`` cuts of ``global_time``, as shares of the watches by time: with
+            ``(0.8, 0.9)`` the earliest 80 % train, the next 10 % are validation targets, the last 10 % test
+            targets (a watch exactly at a cut time falls after it).
         held_out_fraction: Share of users held out for test (and again for validation) with ``held_out_users``.
         holdout_fraction: Share of a held-out user's watches that are targets.
         batch_size: Training examples per batch.
@@ -267,6 +278,7 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
     def __init__(
         self,
         protocol: Protocol = "leave_last_out",
+        time_split: tuple[float, float] = (0.8, 0.9),
         held_out_fraction: float = 0.1,
         holdout_fraction: float = 0.2,
         batch_size: int = 256,
@@ -283,8 +295,10 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if protocol not in ("leave_last_out", "held_out_users"):
-            raise ValueError(f"protocol must be 'leave_last_out' or 'held_out_users', got {protocol!r}")
+        if protocol not in ("leave_last_out", "global_time", "held_out_users"):
+            raise ValueError(f"protocol must be 'leave_last_out', 'global_time' or 'held_out_users', got {protocol!r}")
+        if len(time_split) != 2 or not 0.0 < time_split[0] < time_split[1] < 1.0:
+            raise ValueError(f"time_split must be (validation, test) quantiles with 0 < v < t < 1, got {time_split}")
         for name, value in (("targets_per_user", targets_per_user), ("max_history", max_history)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
@@ -304,6 +318,7 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         self.target_fraction = target_fraction
         self.recent_items = recent_items
         self.protocol, self.held_out_fraction, self.holdout_fraction = protocol, held_out_fraction, holdout_fraction
+        self.time_split = (float(time_split[0]), float(time_split[1]))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.targets_per_user, self.max_history, self.max_eval_users = targets_per_user, max_history, max_eval_users
         self.ease_l2, self.ease_max_items, self.num_workers, self.seed = ease_l2, ease_max_items, num_workers, seed
@@ -369,6 +384,10 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
             val_users = np.flatnonzero(val.lengths() > 0)
             test_users = np.flatnonzero(test.lengths() > 0)
             split = RecommendationSplit(train, train, val, val_users, test_input, test, test_users)
+        elif self.protocol == "global_time":
+            g = global_time_split(interactions, *self.time_split)
+            rank_zero_info(g.summary())
+            split = RecommendationSplit(g.train, g.train, g.val, g.val_users, g.test_input(), g.test, g.test_users)
         else:
             s = held_out_users(
                 interactions,
@@ -427,8 +446,8 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         """Test metrics of the popularity and EASE baselines on this module's split, keyed like the model's.
 
         Both are fit on everything the model may see before test (train, plus validation watches with
-        ``leave_last_out``) and rank the full catalogue with watched items excluded. EASE is skipped (its
-        keys are absent) above ``ease_max_items``, where its dense item-item matrix does not fit.
+        ``leave_last_out`` and ``global_time``) and rank the full catalogue with watched items excluded. EASE is
+        skipped (its keys are absent) above ``ease_max_items``, where its dense item-item matrix does not fit.
         """
         s = self._split()
         result: dict[str, float] = {}
@@ -463,7 +482,8 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
         cache = self.__dict__.setdefault("_baseline_tops", {})
         if k in cache and cache[k][0] is s:
             return cache[k][1]
-        fit_on = s.test_input if self.protocol == "leave_last_out" else s.train
+        # per-user and global time splits: everything before the test targets; held-out users: the other users
+        fit_on = s.train if self.protocol == "held_out_users" else s.test_input
         baselines: dict[str, Any] = {"popularity": PopularityRecommender()}
         if s.train.num_items <= self.ease_max_items:
             baselines["ease"] = EASE(l2=self.ease_l2, max_items=self.ease_max_items)
