@@ -242,7 +242,8 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
             validation cut, validation targets = those up to the test cut (input: the user's training watches),
             test targets = those after it (input: every earlier watch); users with no earlier watch are left out
             of a stage, and items first watched after the validation cut stay in the catalogue (unseen in
-            training). ``held_out_users``: ``held_out_fraction`` of the users (and as many for validation) are
+            training). The movie world has no calendar (its times are each user's watch order), so there the cuts
+            fall at the same watch count for every user. ``held_out_users``: ``held_out_fraction`` of the users (and as many for validation) are
             unseen in training; the latest ``holdout_fraction`` of each one's watches are targets, the rest the
             input.
         time_split: ``(validation, test)`` cuts of ``global_time``, as shares of the watches by time: with
