@@ -243,9 +243,9 @@ class InteractionsDataModule(L.LightningDataModule, ABC):
             test targets = those after it (input: every earlier watch); users with no earlier watch are left out
             of a stage, and items first watched after the validation cut stay in the catalogue (unseen in
             training). The movie world has no calendar (its times are each user's watch order), so there the cuts
-            fall at the same watch count for every user. ``held_out_users``: ``held_out_fraction`` of the users (and as many for validation) are
-            unseen in training; the latest ``holdout_fraction`` of each one's watches are targets, the rest the
-            input.
+            fall at the same watch count for every user. ``held_out_users``: ``held_out_fraction`` of the users
+            (and as many for validation) are unseen in training; the latest ``holdout_fraction`` of each one's
+            watches are targets, the rest the input.
         time_split: ``(validation, test)`` cuts of ``global_time``, as shares of the watches by time: with
             ``(0.8, 0.9)`` the earliest 80 % train, the next 10 % are validation targets, the last 10 % test
             targets (a watch exactly at a cut time falls after it).
