@@ -327,7 +327,12 @@ class ColdStartData:
         return self.cold.warm
 
     def coldstart_metrics(
-        self, scorers: dict[str, Scorer], k: int = 10, stage: str = "test", baselines: bool = True
+        self,
+        scorers: dict[str, Scorer],
+        k: int = 10,
+        stage: str = "test",
+        baselines: bool = True,
+        segments: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """``{"<stage>_coldstart/<segment>/<scorer>/<metric>": value}`` for the given scorers and the baselines.
 
@@ -353,6 +358,7 @@ class ColdStartData:
             k: Cut-off.
             stage: ``test`` or ``val``.
             baselines: Also score popularity, EASE, random and the oracle popularity of cold items.
+            segments: Only these segments (``None``: every segment of the stage).
         """
         self._split()
         c = self.cold
@@ -383,18 +389,25 @@ class ColdStartData:
             inputs, targets, users = warm.val_input, warm.val_targets, warm.val_users
             cold_targets = c.val_cold_targets
         cold_scorers = {name: s for name, s in scorers.items() if getattr(s, "scores_cold_items", True)}
-        segments: list[tuple[str, dict[str, Scorer], Histories, Histories, np.ndarray, np.ndarray | None]] = [
+        chosen_segments: list[tuple[str, dict[str, Scorer], Histories, Histories, np.ndarray, np.ndarray | None]] = [
             ("warm", {**scorers, **chosen_baselines, **extra}, inputs, targets, users, c.warm_items),
             ("cold", {**cold_scorers, **oracle}, inputs, cold_targets, np.arange(len(inputs)), cold_mask),
         ]  # fmt: skip
         if stage == "test":
             everything = np.ones(warm.train.num_items, dtype=bool)
-            segments.append(("cold_in_all", cold_scorers, inputs, cold_targets, np.arange(len(inputs)), everything))
-            segments.append(("cold_users", {**scorers, **chosen_baselines}, c.cold_user_input, c.cold_user_targets,
-                             c.cold_users, c.warm_items))  # fmt: skip
+            chosen_segments.append(
+                ("cold_in_all", cold_scorers, inputs, cold_targets, np.arange(len(inputs)), everything)
+            )
+            chosen_segments.append(("cold_users", {**scorers, **chosen_baselines}, c.cold_user_input,
+                                    c.cold_user_targets, c.cold_users, c.warm_items))  # fmt: skip
+        if segments is not None:
+            names = [name for name, *_ in chosen_segments]
+            if unknown := sorted(set(segments) - set(names)):
+                raise ValueError(f"no segment {unknown} at stage {stage!r}: the segments are {names}")
+            chosen_segments = [entry for entry in chosen_segments if entry[0] in segments]
         result: dict[str, Any] = {}
         comparisons: dict[str, Comparisons] = {}
-        for segment, chosen, seg_inputs, seg_targets, seg_users, candidates in segments:
+        for segment, chosen, seg_inputs, seg_targets, seg_users, candidates in chosen_segments:
             per_user: dict[str, dict[str, np.ndarray]] = {}
             for name, scorer in chosen.items():
                 metrics, per_user[name] = _segment(scorer, seg_inputs, seg_targets, seg_users, candidates, k)

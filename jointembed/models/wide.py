@@ -7,10 +7,14 @@ IDF-weighted, unit length; a vocabulary fitted on the warm movies' texts), the w
 - ``s(|H|) · w_aff[keep_j] · (p_u - c) · x_j``, with ``p_u = mean_{i in H} x_i`` the user's word profile and
   ``c`` the mean bag of the warm movies: the content-profile recommender's affinity, weighted separately for
   movies placed with (``keep = 1``) and without (``keep = 0``: cold, or ID dropped in training) their ID;
-- ``β[keep_j] · w_pop · x_j``: a popularity predicted linearly from the words, learned on the warm movies (in
-  sample: a word of few movies learns those movies' popularity), so for a movie placed without its ID it is
-  scaled in evaluation by ``β`` (:attr:`WideContent.cold_popularity`, 1 until calibrated on movies nobody
-  trained on: :meth:`jointembed.tasks.coldstart.ColdStartTask.calibrate_cold`);
+- ``w_pop · x_j``: a popularity predicted linearly from the words, learned with the towers (started from the
+  ridge regression of the warm movies' log watch counts on their bags). Learned on warm movies it is in sample (a
+  word of few movies learns those movies' popularity), so once calibrated on movies nobody trained on
+  (:meth:`WideContent.calibrate`, run by :meth:`jointembed.tasks.coldstart.ColdStartTask.calibrate_cold`) a movie
+  placed without its ID gets in evaluation ``m · (μ + β · (r_j - μ)) + c`` instead: ``r_j`` the fixed ridge
+  prediction of its log watch count, ``μ`` the warm movies' mean log count, ``m, c`` the line that maps log counts
+  to the warm movies' learned biases (so a cold movie's bias is on the scale of theirs) and ``β`` how far the
+  prediction is trusted, chosen on the validation cold movies;
 
 and the whole personal part (the deep ``cos(u, v) / τ`` too) is scaled by ``s(n) = softplus(a + b · log(1 + n))``
 of the history's length ``n``, learned, so a user with one or two watches can lean on popularity (the biases).
@@ -71,8 +75,11 @@ class WideContent(nn.Module):
         self.use_idf, self.popularity_min_count = idf, popularity_min_count
         self.affinity_weight = nn.Parameter(torch.full((2,), float(affinity_init)))  # [without ID, with ID]
         self.gate = nn.Parameter(torch.tensor([_SOFTPLUS_ONE, 0.0]))
-        # β of the module docstring: a setting chosen on held-out movies, not a trained weight (a buffer)
+        # m, c, μ, β of the module docstring: settings chosen on held-out movies, not trained weights (buffers);
+        # m = NaN: not calibrated, movies without ID keep the trained popularity
+        self.register_buffer("cold_map", torch.tensor([math.nan, 0.0, 0.0]))
         self.register_buffer("cold_popularity", torch.tensor(1.0))
+        self.register_buffer("prior_intercept", torch.tensor(0.0))
         self.vocabulary: list[str] | None = None
         self._bag_cache: sparse.csr_matrix | None = None
         self._cached_texts: tuple[str, ...] | None = None
@@ -88,6 +95,7 @@ class WideContent(nn.Module):
         self.register_buffer("center", torch.zeros(len(vocabulary)))
         self.register_buffer("popular_words", torch.ones(len(vocabulary)))  # 1: the word carries popularity
         self.popularity = nn.Parameter(torch.zeros(len(vocabulary)))
+        self.register_buffer("prior", torch.zeros(len(vocabulary)))  # the ridge's word weights, kept fixed
 
     @property
     def fitted(self) -> bool:
@@ -129,6 +137,8 @@ class WideContent(nn.Module):
             ridge = Ridge(alpha=l2).fit(bags @ sparse.diags(self.popular_words.numpy()), target)
             with torch.no_grad():
                 self.popularity.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32) * self.popular_words)
+                self.prior.copy_(self.popularity)
+                self.prior_intercept.fill_(float(ridge.intercept_))
 
     def require_fitted(self) -> list[str]:
         """The vocabulary; raises if :meth:`fit` was not called."""
@@ -191,20 +201,44 @@ class WideContent(nn.Module):
         return self.affinity_weight[keep.long()]
 
     def popularity_of(self, bags: sparse.csr_matrix, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``(n,)`` popularity predicted from ``n`` bags (differentiable in the word weights); in evaluation, scaled
-        by :attr:`cold_popularity` for the items placed without their ID (``keep``: ``(n,)`` bool, ``None``: all
-        without)."""
-        weights = (self.popularity * self.popular_words).unsqueeze(1)
-        popularity = torch.sparse.mm(_torch_sparse(bags, weights.device), weights).squeeze(1)
-        if self.training:
+        """``(n,)`` popularity of ``n`` bags: the trained word weights' (differentiable), or in evaluation once
+        calibrated, for the items placed without their ID (``keep``: ``(n,)`` bool; ``None``: all without), the
+        calibrated prior's (the module docstring)."""
+        matrix = _torch_sparse(bags, self.popularity.device)
+        popularity = torch.sparse.mm(matrix, (self.popularity * self.popular_words).unsqueeze(1)).squeeze(1)
+        if self.training or not self.calibrated:
             return popularity
-        if keep is None:
-            return popularity * self.cold_popularity
-        return popularity * torch.where(keep.to(popularity.device), 1.0, self.cold_popularity)
+        slope, level, mean = self.cold_map
+        prior = torch.sparse.mm(matrix, self.prior.unsqueeze(1)).squeeze(1) + self.prior_intercept
+        cold = slope * (mean + self.cold_popularity * (prior - mean)) + level
+        return cold if keep is None else torch.where(keep.to(popularity.device), popularity, cold)
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether :meth:`calibrate` has set the map of movies without ID."""
+        return not bool(torch.isnan(self.cold_map[0]))
+
+    @torch.no_grad()
+    def calibrate(self, log_counts: torch.Tensor, biases: torch.Tensor, beta: float = 1.0) -> None:
+        """Set the map of movies without ID (the module docstring): ``m, c`` the least-squares line from the warm
+        movies' log watch counts (``(n,)``) to their learned biases (``(n,)``), ``μ`` their mean log count, and
+        ``β``. Needs the prior (a fit with counts) and two distinct counts."""
+        x, y = log_counts.double().cpu(), biases.double().cpu()
+        if x.numel() < 2 or float(x.std()) == 0.0:
+            raise ValueError(f"calibrating needs warm movies with two distinct counts, got {x.tolist()[:5]}")
+        if not bool(self.prior.any()):
+            raise ValueError("the wide part has no popularity prior: fit it with the movies' counts")
+        slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+        self.cold_map.copy_(torch.tensor([slope, float(y.mean() - slope * x.mean()), float(x.mean())]))
+        self.cold_popularity.fill_(beta)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        # folders saved before the calibration have no β: theirs is 1 (the popularity as trained)
+        # folders saved before the calibration have no map: not calibrated, the popularity as trained
+        state_dict.setdefault(prefix + "cold_map", torch.tensor([math.nan, 0.0, 0.0]))
         state_dict.setdefault(prefix + "cold_popularity", torch.tensor(1.0))
+        state_dict.setdefault(prefix + "prior_intercept", torch.tensor(0.0))
+        if prefix + "popularity" in state_dict:
+            state_dict.setdefault(prefix + "prior", torch.zeros_like(state_dict[prefix + "popularity"]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def affinity(self, profiles: torch.Tensor, bags: sparse.csr_matrix) -> torch.Tensor:

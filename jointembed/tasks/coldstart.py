@@ -30,6 +30,10 @@ from jointembed.pretrained import open_checkpoint, read_lightning_checkpoint
 __all__ = ["ColdStartTask", "TwoTowerScorer"]
 
 CHECKPOINT_KEY = "jointembed_two_tower"
+#: The values of ``β`` (how far the words' predicted popularity of a movie without ID is trusted) tried by
+#: :meth:`ColdStartTask.calibrate_cold`: 0 (every such movie at the warm movies' mean popularity: the words' taste
+#: alone ranks them), then doubling up to 2.
+COLD_POPULARITY_GRID = (0.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 1.5, 2.0)
 
 
 class TwoTowerScorer:
@@ -93,6 +97,11 @@ class ColdStartTask(L.LightningModule):
             test does). A watched movie is never the next watch, so as a negative it teaches that being like
             the history is bad: the wide part's profile affinity, highest for the history's own movies, then
             learns a negative weight.
+        calibrate_cold: With the wide part, choose at each validation the scale ``β`` of the words' popularity
+            for movies without their ID (:meth:`calibrate_cold`) on the validation cold movies. The words learn
+            popularity on warm movies, in sample, so its right weight for a movie nobody watched is only seen on
+            such movies (ml-100k, three split seeds, content profile + β · content popularity, β chosen on
+            validation: test cold Recall@10 0.260 / 0.272 / 0.330 against the profile's 0.237 / 0.257 / 0.314).
     """
 
     def __init__(
@@ -105,6 +114,7 @@ class ColdStartTask(L.LightningModule):
         eval_k: int = 10,
         taste_weight: float = 0.0,
         exclude_seen: bool = False,
+        calibrate_cold: bool = True,
     ) -> None:
         super().__init__()
         check_positive("lr", lr)
@@ -113,7 +123,7 @@ class ColdStartTask(L.LightningModule):
         check_non_negative("bind_weight", bind_weight)
         check_at_least("eval_k", eval_k, 1)
         check_non_negative("taste_weight", taste_weight)
-        self.taste_weight, self.exclude_seen = taste_weight, exclude_seen
+        self.taste_weight, self.exclude_seen, self.calibrate = taste_weight, exclude_seen, calibrate_cold
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.lr, self.weight_decay, self.num_negatives = lr, weight_decay, num_negatives
@@ -243,9 +253,40 @@ class ColdStartTask(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Nothing per batch: the whole validation runs at the end of the epoch, on the split itself."""
 
+    @torch.no_grad()
+    def calibrate_cold(self) -> dict[float, float]:
+        """Calibrate the wide part's popularity of movies without ID (:meth:`WideContent.calibrate
+        <jointembed.models.wide.WideContent.calibrate>`): map the warm movies' log watch counts to their learned
+        biases, then keep the ``β`` of :data:`COLD_POPULARITY_GRID` with the best validation cold Recall@k (the
+        first of equals). Returns ``{β: recall}``. The movies' rows are linear in ``β`` (only movies without ID
+        move), so two catalogue passes serve the whole grid. Nothing (``{}``) without the wide part or data."""
+        wide = self.model.wide
+        if wide is None or self._data is None:
+            return {}
+        data = self._data()
+        counts = torch.as_tensor(np.asarray(data.item_counts), dtype=torch.float64)
+        warm = self.warm.cpu()
+        wide.cold_map[0] = math.nan  # the warm biases as trained
+        _, biases = self.model.catalogue(self.item_texts, warm)
+        rows = []
+        for beta in (0.0, 1.0):
+            wide.calibrate(torch.log(counts[warm].clamp_min(1.0)), biases[warm.to(biases.device)], beta)
+            rows.append(self.scorer().items)
+        slope = rows[1] - rows[0]
+        recall = {}
+        for beta in COLD_POPULARITY_GRID:
+            scorer = TwoTowerScorer(self.model, rows[0] + beta * slope, self.item_texts)
+            metrics = data.coldstart_metrics({"m": scorer}, self.eval_k, "val", False, segments=("cold",))
+            recall[beta] = metrics[f"val_coldstart/cold/m/recall@{self.eval_k}"]
+        wide.cold_popularity.fill_(max(recall, key=lambda beta: (recall[beta], -COLD_POPULARITY_GRID.index(beta))))
+        return recall
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or self._data is None:
             return
+        if self.calibrate and self.model.wide is not None:
+            self.calibrate_cold()
+            self.log("val/cold_popularity", self.model.wide.cold_popularity)
         metrics = self._data().coldstart_metrics({"two_tower": self.scorer()}, self.eval_k, "val", baselines=False)
         k = self.eval_k
         warm = metrics[f"val_coldstart/warm/two_tower/recall@{k}"]

@@ -165,3 +165,68 @@ def test_cold_deep_zero_leaves_movies_without_id_to_the_words() -> None:
     assert torch.count_nonzero(new_vectors) == 0
     with pytest.raises(ValueError, match="cold_deep=0.5 leaves cold movies to the wide part: set wide=True"):
         TwoTowerRecommender(model.content, cold_deep=0.5)
+
+
+def test_a_calibrated_map_places_movies_without_id_in_evaluation_only() -> None:
+    model = TwoTowerRecommender(tiny_model().content, num_items=3, id_dim=4, hidden_sizes=[8], wide=True, cold_deep=0.0)
+    model.fit_wide(TEXTS, torch.tensor([True, True, False]), torch.tensor([1.0, 4.0, 0.0]))
+    wide = model.wide
+    assert wide.prior.any() and not wide.calibrated
+    with torch.no_grad():
+        wide.popularity.normal_()
+        wide.prior.copy_(torch.linspace(-1, 1, len(wide.prior)))
+        wide.prior_intercept.fill_(0.3)
+    ids, keep = torch.tensor([0, 1, 2]), torch.tensor([True, False, False])
+    trained = wide.popularity_of(wide.bags(TEXTS))
+    model.eval()
+    torch.testing.assert_close(model.items(ids, TEXTS, keep)[1][1:], trained[1:])  # not calibrated: as trained
+    # warm log counts 0 and log 4 with biases 1 and 3: m = 2 / log 4, c = 1, μ = log 4 / 2
+    wide.calibrate(torch.tensor([0.0, math.log(4)]), torch.tensor([1.0, 3.0]), beta=0.5)
+    m, mu = 2 / math.log(4), math.log(4) / 2
+    torch.testing.assert_close(wide.cold_map, torch.tensor([m, 1.0, mu]))
+    prior = wide.bags(TEXTS).toarray() @ wide.prior.numpy() + 0.3
+    expected = torch.tensor(m * (mu + 0.5 * (prior - mu)) + 1.0, dtype=torch.float32)
+    _, biases = model.items(ids, TEXTS, keep)
+    torch.testing.assert_close(biases[1:], expected[1:])
+    torch.testing.assert_close(biases[0], trained[0] + model.id_bias.weight[0, 0] + model.content_bias(
+        model.content_vectors(TEXTS[:1], ids[:1])).squeeze())  # fmt: skip
+    torch.testing.assert_close(model.content_items(TEXTS[1:])[1], expected[1:])  # a new movie alike
+    model.train()  # training learns the words' popularity as it is
+    torch.testing.assert_close(model.items(ids, TEXTS, keep)[1][1:], trained[1:])
+    # a folder saved before the map existed loads uncalibrated
+    old = {
+        k: v for k, v in model.state_dict().items() if k.split(".")[-1] not in {"cold_map", "prior", "cold_popularity"}
+    }
+    fresh = TwoTowerRecommender(model.content, num_items=3, id_dim=4, hidden_sizes=[8], wide=True, cold_deep=0.0,
+                                wide_vocabulary=wide.require_fitted())  # fmt: skip
+    fresh.load_state_dict(old)
+    assert not fresh.wide.calibrated and float(fresh.wide.cold_popularity) == 1.0
+    with pytest.raises(ValueError, match="two distinct counts"):
+        wide.calibrate(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 3.0]))
+
+
+def test_calibration_keeps_the_grid_value_with_the_best_validation_cold_recall() -> None:
+    """The grid is scored through rows linear in β; the chosen β, scored the ordinary way, gives its recall."""
+    from jointembed.data.coldstart import MovieWorldColdStartDataModule
+    from jointembed.tasks.coldstart import COLD_POPULARITY_GRID, ColdStartTask
+
+    L.seed_everything(0)
+    data = MovieWorldColdStartDataModule(num_movies=200, num_users=300, num_hidden_aspects=0, causal=True,
+                                         max_history=30, batch_size=128)  # fmt: skip
+    content = ScratchTextEncoder(num_buckets=256, min_ngram=0, embedding_dim=8, architecture="bag", output_dim=8)
+    model = TwoTowerRecommender(content, id_dim=8, hidden_sizes=[16], wide=True, cold_deep=0.0)
+    task = ColdStartTask(model, lr=0.01, num_negatives=32, exclude_seen=True)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(task, datamodule=data)
+    recall = task.calibrate_cold()
+    assert list(recall) == list(COLD_POPULARITY_GRID)
+    assert model.wide.calibrated
+    chosen = float(model.wide.cold_popularity)
+    assert recall[chosen] == max(recall.values())
+    assert len(set(recall.values())) > 1  # β moves the ranking of cold movies
+    again = data.coldstart_metrics({"m": task.scorer()}, 10, "val", False, segments=("cold",))
+    assert again["val_coldstart/cold/m/recall@10"] == pytest.approx(recall[chosen], abs=1e-9)
+    assert list(trainer.callback_metrics) and "val/cold_popularity" in trainer.callback_metrics
+    with pytest.raises(ValueError, match=r"no segment \['cold_users'\] at stage 'val'"):
+        data.coldstart_metrics({"m": task.scorer()}, 10, "val", False, segments=("cold_users",))
