@@ -8,7 +8,9 @@ The split (:func:`coldstart_split`):
   watch) lose every watch from training and from every input history; their watches are the *cold targets* of
   the test (ranked among the cold items). ``val_cold_fraction`` more form a disjoint validation set of cold items.
 - **cold users**: ``cold_user_fraction`` of the users never appear in training; at test each gives its first
-  1–``max_cold_user_watches`` (warm) watches as input and the rest are targets.
+  1–``max_cold_user_watches`` (warm) watches as input and the rest are targets. ``val_cold_user_fraction`` more,
+  drawn from a random stream of their own (so the test split is the same with or without them), are the
+  validation cold users, held out of training alike.
 - **warm**: on what remains, the usual per-user leave-last-out (the last watch the test target, the one before
   it the validation target), exactly as :class:`~jointembed.data.recommendation.InteractionsDataModule` does, so
   a model of the earlier recipes trains and is tested on the same warm split.
@@ -63,6 +65,7 @@ class ColdStartSplit:
         cold_user_input, cold_user_targets: Their first few warm watches, and the rest.
         all_counts: ``(N,)`` watches of every item over the whole log (the oracle popularity of cold items).
         no_content: Item IDs without usable content, never chosen as cold.
+        val_cold_users, val_cold_user_input, val_cold_user_targets: The validation cold users, alike.
     """
 
     warm: RecommendationSplit
@@ -75,6 +78,9 @@ class ColdStartSplit:
     cold_user_targets: Histories
     all_counts: np.ndarray
     no_content: np.ndarray
+    val_cold_users: np.ndarray
+    val_cold_user_input: Histories
+    val_cold_user_targets: Histories
 
     @property
     def warm_items(self) -> np.ndarray:
@@ -97,6 +103,7 @@ def coldstart_split(
     max_cold_user_watches: int = 5,
     no_content: Sequence[int] = (),
     seed: int = 0,
+    val_cold_user_fraction: float = 0.0,
 ) -> ColdStartSplit:
     """Split a watch log for cold-start evaluation (see the module docstring).
 
@@ -108,12 +115,14 @@ def coldstart_split(
         max_cold_user_watches: A cold user's input is its first 1 to this many watches (uniform, seeded).
         no_content: Items without usable content: they stay warm (content cannot place them).
         seed: Seed of every random choice.
+        val_cold_user_fraction: Share of the users (of the same candidates) held out as validation cold users.
 
     Raises:
         ValueError: Fractions out of range, or too few items with content to draw the cold items from.
     """
     for name, value in (("cold_fraction", cold_fraction), ("val_cold_fraction", val_cold_fraction),
-                        ("cold_user_fraction", cold_user_fraction)):  # fmt: skip
+                        ("cold_user_fraction", cold_user_fraction),
+                        ("val_cold_user_fraction", val_cold_user_fraction)):  # fmt: skip
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
     if max_cold_user_watches < 1:
@@ -139,8 +148,16 @@ def coldstart_split(
     n_users = round(cold_user_fraction * candidates.size)
     cold_users = np.sort(rng.choice(candidates, n_users, replace=False)) if n_users else np.zeros(0, np.int64)
     is_cold_user = np.isin(interactions.users, cold_users)
+    val_rng = np.random.default_rng([seed, 1])  # its own stream: the test split does not depend on it
+    n_val_users = round(val_cold_user_fraction * candidates.size)
+    if n_users + n_val_users > candidates.size:
+        raise ValueError(f"cannot hold out {n_users} + {n_val_users} cold users from {candidates.size} candidates")
+    rest = np.setdiff1d(candidates, cold_users)
+    val_cold_users = np.sort(val_rng.choice(rest, n_val_users, replace=False)) if n_val_users else cold_users[:0]
+    is_val_cold_user = np.isin(interactions.users, val_cold_users)
 
-    train, val, test = temporal_split(_histories(interactions, ~is_cold_item & ~is_cold_user), n_val=1, n_test=1)
+    warm_log = ~is_cold_item & ~is_cold_user & ~is_val_cold_user
+    train, val, test = temporal_split(_histories(interactions, warm_log), n_val=1, n_test=1)
     warm = RecommendationSplit(
         train, train, val, np.flatnonzero(val.lengths() > 0), train.concat_rows(val), test,
         np.flatnonzero(test.lengths() > 0),
@@ -148,16 +165,19 @@ def coldstart_split(
     cold_targets = _histories(interactions, is_test_cold & ~is_cold_user)
     val_cold_targets = _histories(interactions, is_val_cold & ~is_cold_user)
 
-    user_log = _histories(interactions, ~is_cold_item & is_cold_user)
-    lengths = user_log.lengths()
-    n_input = np.zeros(len(lengths), dtype=np.int64)
-    n_input[cold_users] = np.minimum(
-        rng.integers(1, max_cold_user_watches + 1, cold_users.size), lengths[cold_users] - 1
-    )
-    is_input = user_log.positions() < np.repeat(n_input, lengths)
+    def first_watches(users: np.ndarray, is_user: np.ndarray, draw: np.random.Generator) -> tuple[Histories, ...]:
+        user_log = _histories(interactions, ~is_cold_item & is_user)
+        lengths = user_log.lengths()
+        n_input = np.zeros(len(lengths), dtype=np.int64)
+        n_input[users] = np.minimum(draw.integers(1, max_cold_user_watches + 1, users.size), lengths[users] - 1)
+        is_input = user_log.positions() < np.repeat(n_input, lengths)
+        return user_log.mask(is_input), user_log.mask(~is_input)
+
+    cold_input, cold_rest = first_watches(cold_users, is_cold_user, rng)
+    val_input, val_rest = first_watches(val_cold_users, is_val_cold_user, val_rng)
     return ColdStartSplit(
-        warm, cold_items, val_cold_items, cold_targets, val_cold_targets, cold_users,
-        user_log.mask(is_input), user_log.mask(~is_input), counts, np.asarray(sorted(no_content), dtype=np.int64),
+        warm, cold_items, val_cold_items, cold_targets, val_cold_targets, cold_users, cold_input, cold_rest,
+        counts, np.asarray(sorted(no_content), dtype=np.int64), val_cold_users, val_input, val_rest,
     )  # fmt: skip
 
 
@@ -303,12 +323,13 @@ class ColdStartData:
     item_texts: list[str] | None = None
 
     def _init_cold(self, cold_fraction: float, val_cold_fraction: float, cold_user_fraction: float,
-                   max_cold_user_watches: int) -> None:  # fmt: skip
+                   max_cold_user_watches: int, val_cold_user_fraction: float) -> None:  # fmt: skip
         self.cold_args = {
             "cold_fraction": cold_fraction,
             "val_cold_fraction": val_cold_fraction,
             "cold_user_fraction": cold_user_fraction,
             "max_cold_user_watches": max_cold_user_watches,
+            "val_cold_user_fraction": val_cold_user_fraction,
         }
         self.cold = None
         self.item_texts = None
@@ -342,8 +363,8 @@ class ColdStartData:
         movies have no watches, so plain popularity would be a random order), random, and the oracle
         popularity, from watches no system has seen), ``cold_in_all`` (the same targets ranked among every item, for
         scorers that can score cold items), ``cold_users`` (held-out users from their first 1–5 watches, ranked
-        among warm items). With ``stage="val"`` the validation targets and validation cold items are used, and
-        only ``warm``/``cold``.
+        among warm items). With ``stage="val"`` the validation targets, validation cold items and validation cold
+        users are used, and only ``warm``/``cold``/``cold_users`` (the last when there are validation cold users).
 
         Each of ``scorers`` is also compared with each baseline of a segment on the same users, in one nested
         entry (not a scalar, so metric printers leave it to the table): ``"<stage>_coldstart_vs": {segment:
@@ -393,6 +414,9 @@ class ColdStartData:
             ("warm", {**scorers, **chosen_baselines, **extra}, inputs, targets, users, c.warm_items),
             ("cold", {**cold_scorers, **oracle}, inputs, cold_targets, np.arange(len(inputs)), cold_mask),
         ]  # fmt: skip
+        if stage == "val" and c.val_cold_users.size:
+            chosen_segments.append(("cold_users", {**scorers, **chosen_baselines}, c.val_cold_user_input,
+                                    c.val_cold_user_targets, c.val_cold_users, c.warm_items))  # fmt: skip
         if stage == "test":
             everything = np.ones(warm.train.num_items, dtype=bool)
             chosen_segments.append(
@@ -430,6 +454,8 @@ class MovieLensColdStartDataModule(ColdStartData, MovieLensDataModule):
         val_cold_fraction: Share of the movies that are validation cold items.
         cold_user_fraction: Share of the users held out as cold users.
         max_cold_user_watches: A cold user's input is its first 1 to this many watches.
+        val_cold_user_fraction: Share of the users held out as validation cold users (what the two-tower's
+            short-history blend is chosen on).
         **kwargs: Loader and history settings of :class:`~jointembed.data.recommendation.InteractionsDataModule`
             (the protocol is always ``leave_last_out`` on the warm part).
     """
@@ -442,10 +468,13 @@ class MovieLensColdStartDataModule(ColdStartData, MovieLensDataModule):
         val_cold_fraction: float = 0.1,
         cold_user_fraction: float = 0.1,
         max_cold_user_watches: int = 5,
+        val_cold_user_fraction: float = 0.1,
         **kwargs: Any,
     ) -> None:
         MovieLensDataModule.__init__(self, path, min_rating, **kwargs)
-        self._init_cold(cold_fraction, val_cold_fraction, cold_user_fraction, max_cold_user_watches)
+        self._init_cold(
+            cold_fraction, val_cold_fraction, cold_user_fraction, max_cold_user_watches, val_cold_user_fraction
+        )
 
 
 class MovieWorldColdStartDataModule(ColdStartData, MovieWorldDataModule):
@@ -462,6 +491,8 @@ class MovieWorldColdStartDataModule(ColdStartData, MovieWorldDataModule):
         val_cold_fraction: Share of the movies that are validation cold items.
         cold_user_fraction: Share of the users held out as cold users.
         max_cold_user_watches: A cold user's input is its first 1 to this many watches.
+        val_cold_user_fraction: Share of the users held out as validation cold users (what the two-tower's
+            short-history blend is chosen on).
         **kwargs: Further settings of :class:`~jointembed.data.recommendation.MovieWorldDataModule`.
     """
 
@@ -476,9 +507,12 @@ class MovieWorldColdStartDataModule(ColdStartData, MovieWorldDataModule):
         val_cold_fraction: float = 0.1,
         cold_user_fraction: float = 0.1,
         max_cold_user_watches: int = 5,
+        val_cold_user_fraction: float = 0.1,
         **kwargs: Any,
     ) -> None:
         MovieWorldDataModule.__init__(
             self, num_movies, num_users, num_hidden_aspects, mean_watches, world_seed=world_seed, **kwargs
         )
-        self._init_cold(cold_fraction, val_cold_fraction, cold_user_fraction, max_cold_user_watches)
+        self._init_cold(
+            cold_fraction, val_cold_fraction, cold_user_fraction, max_cold_user_watches, val_cold_user_fraction
+        )

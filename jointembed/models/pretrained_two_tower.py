@@ -69,7 +69,9 @@ class PretrainedTwoTower:
         self._ids = {key: i for i, key in enumerate(self.item_keys)}
         self.vectors, self.biases = model.catalogue(self.item_texts, self.warm)
         # [v, b] and, with the model's wide part, each movie's weighted bag of words
-        self.rows = model.item_rows(self.vectors, self.biases, self.item_texts, self.warm)
+        self.rows = model.item_rows(
+            self.vectors, self.biases, self.item_texts, self.warm, torch.arange(len(self.item_texts))
+        )
         self._index: EmbeddingIndex | None = None
         unplaced = [i for i in range(n) if not self.warm[i] and not self.item_texts[i].strip()]
         if unplaced:

@@ -133,6 +133,8 @@ class TwoTowerRecommender(nn.Module):
         c = self.config
         self.num_items = int(num_items)
         self.config["num_items"] = self.num_items
+        if self.wide is not None:
+            self.wide.set_catalogue_size(self.num_items)
         self.history_embedding = SparseEmbedding(num_items, c["id_dim"], combiner=c["combiner"])
         in_features = c["id_dim"]
         if c["recent_items"]:
@@ -311,19 +313,29 @@ class TwoTowerRecommender(nn.Module):
         ones = torch.ones(len(users), 1, dtype=users.dtype, device=users.device)
         if self.wide is None:
             return torch.cat([users, ones], dim=1)
-        scale = self.wide.scale(history.lengths().to(users.device)).unsqueeze(1)
-        return torch.cat([scale * users, ones, scale * self.wide.profiles(history)], dim=1)
+        lengths = history.lengths().to(users.device)
+        scale = self.wide.scale(lengths).unsqueeze(1)
+        popularity = self.wide.short_popularity(lengths).unsqueeze(1).to(users.dtype)
+        return torch.cat([scale * users, ones, scale * self.wide.profiles(history), popularity], dim=1)
 
     @torch.no_grad()
     def item_rows(
-        self, vectors: torch.Tensor, biases: torch.Tensor, texts: Sequence[str], keep_id: torch.Tensor
+        self,
+        vectors: torch.Tensor,
+        biases: torch.Tensor,
+        texts: Sequence[str],
+        keep_id: torch.Tensor,
+        item_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(n, D + 1 [+ V])`` rows ``[v, b, w_aff[keep] · bag]`` of movies with these vectors, biases
-        (:meth:`catalogue`, :meth:`content_items`), texts and ID flags, for an inner-product search."""
+        """``(n, D + 1 [+ V + 1])`` rows ``[v, b, w_aff[keep] · bag, log count]`` of movies with these vectors,
+        biases (:meth:`catalogue`, :meth:`content_items`), texts and ID flags, for an inner-product search; with
+        the wide part, the movies with their ID need their catalogue ``item_ids`` (their log counts)."""
         rows = [vectors, biases.unsqueeze(1)]
         if self.wide is not None:
-            bags = torch.from_numpy(self.wide.bags(texts).toarray()).to(vectors.device)
+            matrix = self.wide.bags(texts)
+            bags = torch.from_numpy(matrix.toarray()).to(vectors.device)
             rows.append(self.wide.item_weights(keep_id.to(vectors.device)).unsqueeze(1) * bags)
+            rows.append(self.wide.item_popularity(item_ids, keep_id, matrix).to(vectors).unsqueeze(1))
         return torch.cat(rows, dim=1)
 
     def id_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:

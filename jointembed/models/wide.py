@@ -18,6 +18,11 @@ IDF-weighted, unit length; a vocabulary fitted on the warm movies' texts), the w
 
 and the whole personal part (the deep ``cos(u, v) / τ`` too) is scaled by ``s(n) = softplus(a + b · log(1 + n))``
 of the history's length ``n``, learned, so a user with one or two watches can lean on popularity (the biases).
+The learned biases are not popularity, though (the log-Q correction of training keeps most of it out of them), so
+in evaluation a short history (``n ≤ L``) scores ``γ · s(n) · personal + b_j + λ · log(count_j)``, with ``count_j``
+the movie's training watches (a movie without ID: its predicted count, as above); ``L, γ, λ``
+(:attr:`WideContent.short_map`, no change until set) are chosen on held-out cold users
+(:meth:`jointembed.tasks.coldstart.ColdStartTask.calibrate_short_histories`).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class WideContent(nn.Module):
         self.register_buffer("cold_map", torch.tensor([math.nan, 0.0, 0.0]))
         self.register_buffer("cold_popularity", torch.tensor(1.0))
         self.register_buffer("prior_intercept", torch.tensor(0.0))
+        self.register_buffer("short_map", torch.tensor([0.0, 1.0, 0.0]))  # L, γ, λ: no change
         self.vocabulary: list[str] | None = None
         self._bag_cache: sparse.csr_matrix | None = None
         self._cached_texts: tuple[str, ...] | None = None
@@ -193,8 +199,42 @@ class WideContent(nn.Module):
     # ----- scores -------------------------------------------------------------------------------------------
 
     def scale(self, lengths: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` weight of the personal part for histories of ``lengths`` watches."""
-        return F.softplus(self.gate[0] + self.gate[1] * torch.log1p(lengths.to(self.gate.dtype)))
+        """``(B,)`` weight of the personal part for histories of ``lengths`` watches (in evaluation, times ``γ``
+        for a short history)."""
+        scale = F.softplus(self.gate[0] + self.gate[1] * torch.log1p(lengths.to(self.gate.dtype)))
+        if self.training:
+            return scale
+        return scale * torch.where(lengths.to(scale.device) <= self.short_map[0], self.short_map[1], 1.0)
+
+    def short_popularity(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` weight ``λ`` of the movies' log counts for histories of ``lengths`` watches: ``λ`` for a short
+        history in evaluation, else 0."""
+        lengths = lengths.to(self.short_map.device)
+        if self.training:
+            return torch.zeros(len(lengths), device=lengths.device)
+        return torch.where(lengths <= self.short_map[0], self.short_map[2], 0.0)
+
+    def set_catalogue_size(self, num_items: int) -> None:
+        """Make room for the catalogue's log watch counts (:attr:`item_log_counts`, set by the task from its
+        data and saved with the model)."""
+        self.register_buffer("item_log_counts", torch.zeros(num_items))
+
+    def item_popularity(
+        self, item_ids: torch.Tensor | None, keep: torch.Tensor, bags: sparse.csr_matrix
+    ) -> torch.Tensor:
+        """``(n,)`` log watch counts of ``n`` movies: the catalogue's (``item_ids``) for those with their ID
+        (``keep``), the predicted one for the others (the calibrated prior, or the ridge prior before)."""
+        prior = torch.sparse.mm(_torch_sparse(bags, self.prior.device), self.prior.unsqueeze(1)).squeeze(1)
+        prior = prior + self.prior_intercept
+        if self.calibrated:
+            mean = self.cold_map[2]
+            prior = mean + self.cold_popularity * (prior - mean)
+        keep = keep.to(prior.device)
+        if item_ids is None:
+            if bool(keep.any()):
+                raise ValueError("movies placed with their ID need their catalogue IDs (item_ids)")
+            return prior
+        return torch.where(keep, self.item_log_counts[item_ids.to(prior.device)], prior)
 
     def item_weights(self, keep: torch.Tensor) -> torch.Tensor:
         """``(n,)`` affinity weight of each item: with (``keep``) or without its ID part."""
@@ -237,6 +277,9 @@ class WideContent(nn.Module):
         state_dict.setdefault(prefix + "cold_map", torch.tensor([math.nan, 0.0, 0.0]))
         state_dict.setdefault(prefix + "cold_popularity", torch.tensor(1.0))
         state_dict.setdefault(prefix + "prior_intercept", torch.tensor(0.0))
+        state_dict.setdefault(prefix + "short_map", torch.tensor([0.0, 1.0, 0.0]))
+        if hasattr(self, "item_log_counts"):
+            state_dict.setdefault(prefix + "item_log_counts", torch.zeros_like(self.item_log_counts))
         if prefix + "popularity" in state_dict:
             state_dict.setdefault(prefix + "prior", torch.zeros_like(state_dict[prefix + "popularity"]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -30,6 +30,9 @@ from jointembed.pretrained import open_checkpoint, read_lightning_checkpoint
 __all__ = ["ColdStartTask", "TwoTowerScorer"]
 
 CHECKPOINT_KEY = "jointembed_two_tower"
+#: The ``(γ, λ)`` tried by :meth:`ColdStartTask.calibrate_short_histories`, no change first: the personal part of a
+#: short history times ``γ``, and ``λ`` times the movies' log counts added.
+SHORT_HISTORY_GRID = tuple((g, lam) for g in (1.0, 0.5, 0.25, 0.0) for lam in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))
 #: The values of ``β`` (how far the words' predicted popularity of a movie without ID is trusted) tried by
 #: :meth:`ColdStartTask.calibrate_cold`: 0 (every such movie at the warm movies' mean popularity: the words' taste
 #: alone ranks them), then doubling up to 2.
@@ -97,11 +100,10 @@ class ColdStartTask(L.LightningModule):
             test does). A watched movie is never the next watch, so as a negative it teaches that being like
             the history is bad: the wide part's profile affinity, highest for the history's own movies, then
             learns a negative weight.
-        calibrate_cold: With the wide part, choose at each validation the scale ``β`` of the words' popularity
-            for movies without their ID (:meth:`calibrate_cold`) on the validation cold movies. The words learn
-            popularity on warm movies, in sample, so its right weight for a movie nobody watched is only seen on
-            such movies (ml-100k, three split seeds, content profile + β · content popularity, β chosen on
-            validation: test cold Recall@10 0.260 / 0.272 / 0.330 against the profile's 0.237 / 0.257 / 0.314).
+        calibrate_cold: With the wide part, calibrate at each validation, on data no model trained on, what
+            training cannot learn in sample: the predicted popularity of movies without ID, on the validation
+            cold movies (:meth:`calibrate_cold`), and the blend of a short history with popularity, on the
+            validation cold users (:meth:`calibrate_short_histories`). The checkpoint keeps the values chosen.
     """
 
     def __init__(
@@ -174,6 +176,8 @@ class ColdStartTask(L.LightningModule):
         self.register_buffer("warm", warm, persistent=False)
         self.register_buffer("target_probs", (counts / counts.sum()).float(), persistent=False)
         self.register_buffer("warm_ids", warm.nonzero().squeeze(1), persistent=False)
+        if self.model.wide is not None:  # the log counts a short history's blend ranks by (the prior's scale)
+            self.model.wide.item_log_counts.copy_(torch.log(counts.clamp_min(1.0)).float())
         empty = datamodule.cold.no_content
         if len(empty):
             shown = ", ".join(str(datamodule.item_titles[i] if datamodule.item_titles else i) for i in empty[:5])
@@ -247,7 +251,8 @@ class ColdStartTask(L.LightningModule):
         (movies without content and without watches are left at their content-free ID vector and never
         recommended as cold)."""
         vectors, biases = self.model.catalogue(self.item_texts, self.warm.cpu())
-        rows = self.model.item_rows(vectors, biases, self.item_texts, self.warm.to(vectors.device))
+        every = torch.arange(len(self.item_texts), device=vectors.device)
+        rows = self.model.item_rows(vectors, biases, self.item_texts, self.warm.to(vectors.device), every)
         return TwoTowerScorer(self.model, rows, self.item_texts)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -281,25 +286,49 @@ class ColdStartTask(L.LightningModule):
         wide.cold_popularity.fill_(max(recall, key=lambda beta: (recall[beta], -COLD_POPULARITY_GRID.index(beta))))
         return recall
 
+    @torch.no_grad()
+    def calibrate_short_histories(self) -> dict[tuple[float, float], float]:
+        """Set the wide part's :attr:`~jointembed.models.wide.WideContent.short_map` to the ``(γ, λ)`` of
+        :data:`SHORT_HISTORY_GRID` with the best Recall@k of the validation cold users (the first of equals),
+        for histories up to the longest of their inputs; return ``{(γ, λ): recall}``. Nothing (``{}``) without
+        the wide part, data or validation cold users."""
+        wide = self.model.wide
+        data = self._data() if self._data is not None else None
+        if wide is None or data is None or not data.cold.val_cold_users.size:
+            return {}
+        longest = int(data.cold.val_cold_user_input.lengths()[data.cold.val_cold_users].max())
+        scorer = self.scorer()  # the rows do not depend on γ, λ: only the queries do
+        recall = {}
+        for gamma, weight in SHORT_HISTORY_GRID:
+            wide.short_map.copy_(torch.tensor([float(longest), gamma, weight]))
+            metrics = data.coldstart_metrics({"m": scorer}, self.eval_k, "val", False, segments=("cold_users",))
+            recall[gamma, weight] = metrics[f"val_coldstart/cold_users/m/recall@{self.eval_k}"]
+        best = max(recall, key=lambda pair: (recall[pair], -SHORT_HISTORY_GRID.index(pair)))
+        wide.short_map.copy_(torch.tensor([float(longest), *best]))
+        return recall
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or self._data is None:
             return
         if self.calibrate and self.model.wide is not None:
             self.calibrate_cold()
-            self.log("val/cold_popularity", self.model.wide.cold_popularity)
+            self.calibrate_short_histories()
+            wide = self.model.wide
+            self.log_dict({"val/cold_popularity": wide.cold_popularity, "val/short_gamma": wide.short_map[1],
+                           "val/short_popularity": wide.short_map[2]})  # fmt: skip
         metrics = self._data().coldstart_metrics({"two_tower": self.scorer()}, self.eval_k, "val", baselines=False)
         k = self.eval_k
         warm = metrics[f"val_coldstart/warm/two_tower/recall@{k}"]
         cold = metrics[f"val_coldstart/cold/two_tower/recall@{k}"]
-        self.log_dict(
-            {
-                f"val/warm_recall@{k}": warm,
-                f"val/cold_recall@{k}": cold,
-                f"val/ndcg@{k}": metrics[f"val_coldstart/warm/two_tower/ndcg@{k}"],
-                f"val/mean_recall@{k}": (warm + cold) / 2,
-            },
-            prog_bar=True,
-        )
+        logged = {
+            f"val/warm_recall@{k}": warm,
+            f"val/cold_recall@{k}": cold,
+            f"val/ndcg@{k}": metrics[f"val_coldstart/warm/two_tower/ndcg@{k}"],
+            f"val/mean_recall@{k}": (warm + cold) / 2,
+        }
+        if (users := f"val_coldstart/cold_users/two_tower/recall@{k}") in metrics:
+            logged[f"val/cold_user_recall@{k}"] = metrics[users]
+        self.log_dict(logged, prog_bar=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """Nothing per batch: the whole test runs at the end of the epoch, on the split itself."""

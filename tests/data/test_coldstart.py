@@ -50,6 +50,26 @@ def test_cold_users_are_held_out_with_one_to_five_watches(world) -> None:
         assert len(set(warm_log.tolist())) == len(warm_log)
 
 
+def test_validation_cold_users_leave_the_test_split_as_it_was(world) -> None:
+    plain = coldstart_split(world.interactions, cold_user_fraction=0.1, seed=2)
+    split = coldstart_split(world.interactions, cold_user_fraction=0.1, val_cold_user_fraction=0.1, seed=2)
+    assert plain.val_cold_users.size == 0
+    for name in ("cold_items", "val_cold_items", "cold_users"):
+        assert np.array_equal(getattr(plain, name), getattr(split, name)), name
+    for name in ("cold_user_input", "cold_user_targets"):
+        assert np.array_equal(getattr(plain, name).items, getattr(split, name).items), name
+    users = split.val_cold_users
+    assert len(users) == len(split.cold_users) and not set(users) & set(split.cold_users)
+    assert (split.warm.train.lengths()[users] == 0).all() and (split.warm.test_targets.lengths()[users] == 0).all()
+    assert (plain.warm.train.lengths()[users] > 0).any()  # they were warm users before
+    given = split.val_cold_user_input.lengths()[users]
+    assert given.min() >= 1 and given.max() <= 5 and (split.val_cold_user_targets.lengths()[users] >= 1).all()
+    with pytest.raises(ValueError, match="val_cold_user_fraction must be in"):
+        coldstart_split(world.interactions, val_cold_user_fraction=1.0)
+    with pytest.raises(ValueError, match="cannot hold out"):
+        coldstart_split(world.interactions, cold_user_fraction=0.6, val_cold_user_fraction=0.6)
+
+
 def test_the_split_is_seeded(world) -> None:
     a, b = coldstart_split(world.interactions, seed=5), coldstart_split(world.interactions, seed=5)
     c = coldstart_split(world.interactions, seed=6)

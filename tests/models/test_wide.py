@@ -86,10 +86,10 @@ def test_the_model_scores_as_its_search_rows_and_gradients_reach_the_wide_weight
     vectors, biases = model.items(ids, TEXTS, keep)
     scores = model.scores(users, history, vectors, biases, ids, keep)
     assert scores.shape == (2, 3)
-    rows = model.item_rows(vectors.detach(), biases.detach(), TEXTS, keep)
+    rows = model.item_rows(vectors.detach(), biases.detach(), TEXTS, keep, ids)
     queries = model.user_queries(history)
     vocabulary_size = len(model.config["wide_vocabulary"])
-    assert rows.shape == (3, 8 + 1 + vocabulary_size) and queries.shape == (2, 8 + 1 + vocabulary_size)
+    assert rows.shape == (3, 8 + 1 + vocabulary_size + 1) and queries.shape == (2, 8 + 1 + vocabulary_size + 1)
     torch.testing.assert_close(queries @ rows.T, scores.detach(), rtol=1e-5, atol=1e-5)
     scores.logsumexp(1).sub(scores[:, 1]).sum().backward()
     for name in ("affinity_weight", "gate", "popularity"):
@@ -124,7 +124,7 @@ def test_the_folder_round_trip_keeps_scores_and_new_movies_get_their_words(tmp_p
     ]
     # the new movie's wide row is its bag of words weighted as a movie without ID
     new_bag = torch.from_numpy(loaded.model.wide.bags(["Space Opera. genres: sci-fi"]).toarray()[0])
-    torch.testing.assert_close(loaded.rows[3, 9:], 3.0 * new_bag)
+    torch.testing.assert_close(loaded.rows[3, 9:-1], 3.0 * new_bag)
 
 
 @pytest.mark.slow
@@ -228,5 +228,54 @@ def test_calibration_keeps_the_grid_value_with_the_best_validation_cold_recall()
     again = data.coldstart_metrics({"m": task.scorer()}, 10, "val", False, segments=("cold",))
     assert again["val_coldstart/cold/m/recall@10"] == pytest.approx(recall[chosen], abs=1e-9)
     assert list(trainer.callback_metrics) and "val/cold_popularity" in trainer.callback_metrics
-    with pytest.raises(ValueError, match=r"no segment \['cold_users'\] at stage 'val'"):
-        data.coldstart_metrics({"m": task.scorer()}, 10, "val", False, segments=("cold_users",))
+    with pytest.raises(ValueError, match=r"no segment \['cold_in_all'\] at stage 'val'"):
+        data.coldstart_metrics({"m": task.scorer()}, 10, "val", False, segments=("cold_in_all",))
+
+
+def test_a_short_history_blends_with_the_movies_log_counts_in_evaluation_only() -> None:
+    model = tiny_model()
+    model.fit_wide(TEXTS, torch.tensor([True, True, False]), torch.tensor([3.0, 8.0, 0.0]))
+    model.wide.item_log_counts.copy_(torch.log(torch.tensor([3.0, 8.0, 1.0])))
+    history = SparseBatch.from_lists([[0], [0, 1]])
+    ids, keep = torch.tensor([0, 1, 2]), torch.tensor([True, True, False])
+    model.eval()
+    vectors, biases = model.items(ids, TEXTS, keep)
+    rows = model.item_rows(vectors, biases, TEXTS, keep, ids)
+    before = model.user_queries(history) @ rows.T
+    bias_only = biases.unsqueeze(0)
+    model.wide.short_map.copy_(torch.tensor([1.0, 0.25, 2.0]))  # histories of one watch: γ = 1/4, λ = 2
+    after = model.user_queries(history) @ model.item_rows(vectors, biases, TEXTS, keep, ids).T
+    prior = model.wide.bags(TEXTS).toarray()[2] @ model.wide.prior.numpy() + float(model.wide.prior_intercept)
+    log_counts = torch.tensor([math.log(3.0), math.log(8.0), float(prior)])  # the cold movie: its prediction
+    expected = 0.25 * (before[0] - bias_only[0]) + bias_only[0] + 2.0 * log_counts
+    torch.testing.assert_close(after[0], expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after[1], before[1])  # two watches: not short
+    model.train()
+    assert torch.equal(model.wide.scale(torch.tensor([1])), model.wide.scale(torch.tensor([1])))
+    assert not model.wide.short_popularity(torch.tensor([1])).any()  # training: no blend
+    with pytest.raises(ValueError, match="need their catalogue IDs"):
+        model.item_rows(vectors, biases, TEXTS, keep)
+
+
+def test_short_history_calibration_keeps_the_best_validation_blend() -> None:
+    from jointembed.data.coldstart import MovieWorldColdStartDataModule
+    from jointembed.tasks.coldstart import SHORT_HISTORY_GRID, ColdStartTask
+
+    L.seed_everything(0)
+    data = MovieWorldColdStartDataModule(num_movies=200, num_users=300, num_hidden_aspects=0, causal=True,
+                                         max_history=30, batch_size=128)  # fmt: skip
+    content = ScratchTextEncoder(num_buckets=256, min_ngram=0, embedding_dim=8, architecture="bag", output_dim=8)
+    task = ColdStartTask(TwoTowerRecommender(content, id_dim=8, hidden_sizes=[16], wide=True, cold_deep=0.0),
+                         lr=0.01, num_negatives=32, exclude_seen=True)  # fmt: skip
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(task, datamodule=data)
+    counts = torch.as_tensor(np.asarray(data.item_counts), dtype=torch.float32)
+    torch.testing.assert_close(task.model.wide.item_log_counts, torch.log(counts.clamp_min(1.0)))
+    recall = task.calibrate_short_histories()
+    assert list(recall) == list(SHORT_HISTORY_GRID) and len(set(recall.values())) > 1
+    longest, gamma, weight = task.model.wide.short_map.tolist()
+    assert longest == 5 and recall[gamma, weight] == max(recall.values())
+    again = data.coldstart_metrics({"m": task.scorer()}, 10, "val", False, segments=("cold_users",))
+    assert again["val_coldstart/cold_users/m/recall@10"] == pytest.approx(recall[gamma, weight], abs=1e-9)
+    assert "val/cold_user_recall@10" in trainer.callback_metrics
