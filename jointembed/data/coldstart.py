@@ -362,12 +362,9 @@ class ColdStartData:
         popularity predicted from content (:class:`~jointembed.baselines.ContentPopularityRecommender`: cold
         movies have no watches, so plain popularity would be a random order), random, and the oracle
         popularity, from watches no system has seen), ``cold_in_all`` (the same targets ranked among every item, for
-        scorers that can score cold items), ``all`` (each user's held-out warm target and cold targets together,
-        ranked among every movie: old and new movies in one ranking; the baselines there score a cold movie as
-        they can, popularity and EASE at zero), ``cold_users`` (held-out users from their first 1–5 watches, ranked
+        scorers that can score cold items), ``cold_users`` (held-out users from their first 1–5 watches, ranked
         among warm items). With ``stage="val"`` the validation targets, validation cold items and validation cold
-        users are used (the test cold movies are no candidates), and only ``warm``/``cold``/``all``/``cold_users``
-        (the last when there are validation cold users).
+        users are used, and only ``warm``/``cold``/``cold_users`` (the last when there are validation cold users).
 
         Each of ``scorers`` is also compared with each baseline of a segment on the same users, in one nested
         entry (not a scalar, so metric printers leave it to the table): ``"<stage>_coldstart_vs": {segment:
@@ -417,14 +414,6 @@ class ColdStartData:
             ("warm", {**scorers, **chosen_baselines, **extra}, inputs, targets, users, c.warm_items),
             ("cold", {**cold_scorers, **oracle}, inputs, cold_targets, np.arange(len(inputs)), cold_mask),
         ]  # fmt: skip
-        # every held-out watch of a user, warm and cold, among every movie (the test's cold movies are not
-        # candidates in validation): what a deployed ranking of old and new movies together is judged by
-        not_test_cold = np.ones(warm.train.num_items, dtype=bool)
-        if stage == "val":
-            not_test_cold[c.cold_items] = False
-        every_target = targets.concat_rows(cold_targets)
-        chosen_segments.append(("all", {**cold_scorers, **chosen_baselines}, inputs, every_target,
-                                np.arange(len(inputs)), not_test_cold))  # fmt: skip
         if stage == "val" and c.val_cold_users.size:
             chosen_segments.append(("cold_users", {**scorers, **chosen_baselines}, c.val_cold_user_input,
                                     c.val_cold_user_targets, c.val_cold_users, c.warm_items))  # fmt: skip

@@ -33,9 +33,6 @@ CHECKPOINT_KEY = "jointembed_two_tower"
 #: The ``(γ, λ)`` tried by :meth:`ColdStartTask.calibrate_short_histories`, no change first: the personal part of a
 #: short history times ``γ``, and ``λ`` times the movies' log counts added.
 SHORT_HISTORY_GRID = tuple((g, lam) for g in (1.0, 0.5, 0.25, 0.0) for lam in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))
-#: The offsets of movies without ID tried by :meth:`ColdStartTask.calibrate_cold_offset`, in standard deviations
-#: of the warm movies' biases.
-COLD_OFFSET_GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: The values of ``β`` (how far the words' predicted popularity of a movie without ID is trusted) tried by
 #: :meth:`ColdStartTask.calibrate_cold`: 0 (every such movie at the warm movies' mean popularity: the words' taste
 #: alone ranks them), then doubling up to 2.
@@ -105,10 +102,8 @@ class ColdStartTask(L.LightningModule):
             learns a negative weight.
         calibrate_cold: With the wide part, calibrate at each validation, on data no model trained on, what
             training cannot learn in sample: the predicted popularity of movies without ID, on the validation
-            cold movies (:meth:`calibrate_cold`), their place among warm movies, on the validation users' warm
-            and cold targets together (:meth:`calibrate_cold_offset`), and the blend of a short history with
-            popularity, on the validation cold users (:meth:`calibrate_short_histories`). The checkpoint keeps the
-            values chosen.
+            cold movies (:meth:`calibrate_cold`), and the blend of a short history with popularity, on the
+            validation cold users (:meth:`calibrate_short_histories`). The checkpoint keeps the values chosen.
     """
 
     def __init__(
@@ -292,32 +287,6 @@ class ColdStartTask(L.LightningModule):
         return recall
 
     @torch.no_grad()
-    def calibrate_cold_offset(self) -> dict[float, float]:
-        """Raise every movie without ID by ``k`` standard deviations of the warm movies' biases, the ``k`` of
-        :data:`COLD_OFFSET_GRID` with the best Recall@k of the validation users' warm and cold targets together
-        among every movie (segment ``all``; the first of equals); return ``{k: recall}``. The words place a
-        cold movie among cold ones; this places the cold ones among the warm (their scores lack the deep part,
-        so uncalibrated they almost never reach a top 10). Run after :meth:`calibrate_cold`; nothing (``{}``)
-        before it, or without the wide part or data."""
-        wide = self.model.wide
-        if wide is None or self._data is None or not wide.calibrated:
-            return {}
-        _, biases = self.model.catalogue(self.item_texts, self.warm.cpu())
-        spread = float(biases[self.warm.to(biases.device)].std())
-        base = self.scorer().items
-        wide.cold_map[1] += spread
-        step = self.scorer().items - base
-        wide.cold_map[1] -= spread
-        recall = {}
-        for k in COLD_OFFSET_GRID:
-            scorer = TwoTowerScorer(self.model, base + k * step, self.item_texts)
-            metrics = self._data().coldstart_metrics({"m": scorer}, self.eval_k, "val", False, segments=("all",))
-            recall[k] = metrics[f"val_coldstart/all/m/recall@{self.eval_k}"]
-        best = max(recall, key=lambda k: (recall[k], -COLD_OFFSET_GRID.index(k)))
-        wide.cold_map[1] += best * spread
-        return recall
-
-    @torch.no_grad()
     def calibrate_short_histories(self) -> dict[tuple[float, float], float]:
         """Set the wide part's :attr:`~jointembed.models.wide.WideContent.short_map` to the ``(γ, λ)`` of
         :data:`SHORT_HISTORY_GRID` with the best Recall@k of the validation cold users (the first of equals),
@@ -343,7 +312,6 @@ class ColdStartTask(L.LightningModule):
             return
         if self.calibrate and self.model.wide is not None:
             self.calibrate_cold()
-            self.calibrate_cold_offset()
             self.calibrate_short_histories()
             wide = self.model.wide
             self.log_dict({"val/cold_popularity": wide.cold_popularity, "val/short_gamma": wide.short_map[1],
@@ -358,7 +326,6 @@ class ColdStartTask(L.LightningModule):
             f"val/ndcg@{k}": metrics[f"val_coldstart/warm/two_tower/ndcg@{k}"],
             f"val/mean_recall@{k}": (warm + cold) / 2,
         }
-        logged[f"val/all_recall@{k}"] = metrics[f"val_coldstart/all/two_tower/recall@{k}"]
         if (users := f"val_coldstart/cold_users/two_tower/recall@{k}") in metrics:
             logged[f"val/cold_user_recall@{k}"] = metrics[users]
         self.log_dict(logged, prog_bar=True)
