@@ -15,7 +15,6 @@ titles.
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.metrics.ranking import budget_rows, chunked_top_k
-from jointembed.models.user_encoders import create_user_encoder, get_user_encoder_class, list_user_encoders
+from jointembed.models.user_encoders import check_user_encoder, create_user_encoder
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import Combiner, SparseEmbedding, suggest_embedding_dim
 from jointembed.search.backends import exact_top_k
@@ -126,7 +125,7 @@ class Recommender(nn.Module):
     ) -> None:
         super().__init__()
         _check_sizes(num_items, num_user_features)
-        _check_user_encoder(user_encoder, user_encoder_config)
+        check_user_encoder(user_encoder, user_encoder_config)
         if num_dense_features < 0:
             raise ValueError(f"num_dense_features must be >= 0, got {num_dense_features}")
         if embedding_dim is not None and embedding_dim < 1:
@@ -496,19 +495,6 @@ def _check_sizes(num_items: int | None, num_user_features: int | None) -> None:
         raise ValueError(f"num_items must be >= 1 (or None for the data's), got {num_items}")
     if num_user_features is not None and num_user_features < 0:
         raise ValueError(f"num_user_features must be >= 0 (or None for the data's), got {num_user_features}")
-
-
-def _check_user_encoder(name: str, config: Mapping[str, Any] | None) -> None:
-    """Refuse an unknown user encoder, or arguments it does not take, when the recommender is built (its layers
-    are built later, with the tables)."""
-    if not isinstance(name, str) or name not in list_user_encoders():
-        raise ValueError(f"user_encoder must be one of {list_user_encoders()}, got {name!r}")
-    if config is not None and not isinstance(config, Mapping):
-        raise ValueError(f"user_encoder_config must be a mapping of the encoder's arguments, got {config!r}")
-    try:
-        inspect.signature(get_user_encoder_class(name)).bind(embedding_dim=1, **(config or {}))
-    except TypeError as error:
-        raise ValueError(f"user_encoder_config does not fit user encoder {name!r}: {error}") from None
 
 
 def _check_bags(value: Any, argument: str) -> None:

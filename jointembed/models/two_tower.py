@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jointembed.encoders.base import Encoder, longest_first
-from jointembed.models.recommender import _check_user_encoder
-from jointembed.models.user_encoders import create_user_encoder
+from jointembed.models.user_encoders import check_user_encoder, create_user_encoder
 from jointembed.models.wide import WideContent
 from jointembed.nn.mlp import MLP
 from jointembed.nn.sparse_embedding import SparseEmbedding
@@ -90,7 +89,7 @@ class TwoTowerRecommender(nn.Module):
         user_encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        _check_user_encoder(user_encoder, user_encoder_config)
+        check_user_encoder(user_encoder, user_encoder_config)
         if not 0.0 <= id_dropout <= 1.0:
             raise ValueError(f"id_dropout must be in [0, 1], got {id_dropout}")
         if temperature <= 0:

@@ -20,6 +20,8 @@ that belongs to the model around them.
 from __future__ import annotations
 
 import abc
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,6 +42,7 @@ __all__ = [
     "create_user_encoder",
     "get_user_encoder_class",
     "list_user_encoders",
+    "check_user_encoder",
     "padded_sequences",
 ]
 
@@ -48,6 +51,19 @@ register_user_encoder = USER_ENCODERS.register
 create_user_encoder = USER_ENCODERS.create
 get_user_encoder_class = USER_ENCODERS.get
 list_user_encoders = USER_ENCODERS.names
+
+
+def check_user_encoder(name: str, config: Mapping[str, Any] | None) -> None:
+    """Refuse an unknown user encoder, or arguments it does not take, when a recommender is built (its layers are
+    built later, with the tables)."""
+    if not isinstance(name, str) or name not in list_user_encoders():
+        raise ValueError(f"user_encoder must be one of {list_user_encoders()}, got {name!r}")
+    if config is not None and not isinstance(config, Mapping):
+        raise ValueError(f"user_encoder_config must be a mapping of the encoder's arguments, got {config!r}")
+    try:
+        inspect.signature(get_user_encoder_class(name)).bind(embedding_dim=1, **(config or {}))
+    except TypeError as error:
+        raise ValueError(f"user_encoder_config does not fit user encoder {name!r}: {error}") from None
 
 
 class UserEncoder(nn.Module, abc.ABC):

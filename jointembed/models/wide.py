@@ -224,11 +224,7 @@ class WideContent(nn.Module):
     ) -> torch.Tensor:
         """``(n,)`` log watch counts of ``n`` movies: the catalogue's (``item_ids``) for those with their ID
         (``keep``), the predicted one for the others (the calibrated prior, or the ridge prior before)."""
-        prior = torch.sparse.mm(_torch_sparse(bags, self.prior.device), self.prior.unsqueeze(1)).squeeze(1)
-        prior = prior + self.prior_intercept
-        if self.calibrated:
-            mean = self.cold_map[2]
-            prior = mean + self.cold_popularity * (prior - mean)
+        prior = self._predicted_log_counts(_torch_sparse(bags, self.prior.device))
         keep = keep.to(prior.device)
         if item_ids is None:
             if bool(keep.any()):
@@ -248,10 +244,18 @@ class WideContent(nn.Module):
         popularity = torch.sparse.mm(matrix, (self.popularity * self.popular_words).unsqueeze(1)).squeeze(1)
         if self.training or not self.calibrated:
             return popularity
-        slope, level, mean = self.cold_map
-        prior = torch.sparse.mm(matrix, self.prior.unsqueeze(1)).squeeze(1) + self.prior_intercept
-        cold = slope * (mean + self.cold_popularity * (prior - mean)) + level
+        slope, level, _ = self.cold_map
+        cold = slope * self._predicted_log_counts(matrix) + level
         return cold if keep is None else torch.where(keep.to(popularity.device), popularity, cold)
+
+    def _predicted_log_counts(self, matrix: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` log watch counts of ``n`` bags (a sparse ``(n, V)`` tensor) by the ridge prior, drawn toward the
+        warm movies' mean ``μ + β · (r_j - μ)`` once calibrated."""
+        prior = torch.sparse.mm(matrix, self.prior.unsqueeze(1)).squeeze(1) + self.prior_intercept
+        if not self.calibrated:
+            return prior
+        mean = self.cold_map[2]
+        return mean + self.cold_popularity * (prior - mean)
 
     @property
     def calibrated(self) -> bool:

@@ -35,7 +35,7 @@ CHECKPOINT_KEY = "jointembed_two_tower"
 SHORT_HISTORY_GRID = tuple((g, lam) for g in (1.0, 0.5, 0.25, 0.0) for lam in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))
 #: The values of ``β`` (how far the words' predicted popularity of a movie without ID is trusted) tried by
 #: :meth:`ColdStartTask.calibrate_cold`: 0 (every such movie at the warm movies' mean popularity: the words' taste
-#: alone ranks them), then doubling up to 2.
+#: alone ranks them), then from 1/16 to 2 (twice what the words predict).
 COLD_POPULARITY_GRID = (0.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0, 1.5, 2.0)
 
 
@@ -59,6 +59,11 @@ class TwoTowerScorer:
             return (self.model.user_queries(bags, recent, self.texts) @ self.items.T).float().cpu()
         finally:
             self.model.train(was_training)
+
+
+def _first_best(scores: dict[Any, float]) -> Any:
+    """The key of the highest score, the first in order among equals (a grid lists its no-change value first)."""
+    return max(scores, key=lambda key: (scores[key], -list(scores).index(key)))
 
 
 def seen_candidates(history: Any, candidates: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
@@ -283,7 +288,7 @@ class ColdStartTask(L.LightningModule):
             scorer = TwoTowerScorer(self.model, rows[0] + beta * slope, self.item_texts)
             metrics = data.coldstart_metrics({"m": scorer}, self.eval_k, "val", False, segments=("cold",))
             recall[beta] = metrics[f"val_coldstart/cold/m/recall@{self.eval_k}"]
-        wide.cold_popularity.fill_(max(recall, key=lambda beta: (recall[beta], -COLD_POPULARITY_GRID.index(beta))))
+        wide.cold_popularity.fill_(_first_best(recall))
         return recall
 
     @torch.no_grad()
@@ -303,8 +308,7 @@ class ColdStartTask(L.LightningModule):
             wide.short_map.copy_(torch.tensor([float(longest), gamma, weight]))
             metrics = data.coldstart_metrics({"m": scorer}, self.eval_k, "val", False, segments=("cold_users",))
             recall[gamma, weight] = metrics[f"val_coldstart/cold_users/m/recall@{self.eval_k}"]
-        best = max(recall, key=lambda pair: (recall[pair], -SHORT_HISTORY_GRID.index(pair)))
-        wide.short_map.copy_(torch.tensor([float(longest), *best]))
+        wide.short_map.copy_(torch.tensor([float(longest), *_first_best(recall)]))
         return recall
 
     def on_validation_epoch_end(self) -> None:
